@@ -1,0 +1,1 @@
+"""core: see DESIGN.md (Architecture)."""

@@ -1,0 +1,1 @@
+"""Benchmarks that train real models and write tables to docs/results/."""

@@ -1,0 +1,210 @@
+"""The `mpt` command line: train, upgrade, evaluate, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mpt import methods, models
+from mpt.data import load_dataset, parse_class_selection, split_classes
+from mpt.errors import MPTError
+from mpt.evaluate import compare_packages
+from mpt.io import load_package, save_package
+from mpt.progress import ProgressBar
+from mpt.tables import render_report
+from mpt.train import TrainConfig
+from mpt.upgrade import train_package, upgrade
+
+__all__ = ["main"]
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset", required=True, help="built-in name, .npz, image tree or CIFAR dir"
+    )
+    parser.add_argument("--arch", default="small_cnn", choices=models.names(), metavar="ARCH")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="where built datasets are cached"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--out", type=Path, required=True, help="model package to write (.zip)")
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset, cache_dir=args.cache_dir)
+    if args.classes:
+        dataset = split_classes(dataset, parse_class_selection(args.classes, dataset.num_classes))
+    with ProgressBar("train", enabled=not args.quiet) as bar:
+        package, result = train_package(dataset, arch=args.arch, config=_config(args), hooks=bar)
+    save_package(args.out, package.model, package.manifest)
+    last = result.epochs[-1]
+    print(
+        f"wrote {args.out}: {args.arch}, {dataset.num_classes} classes, "
+        f"train accuracy {last.train_accuracy:.3f} after {len(result.epochs)} epochs"
+    )
+    return 0
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MPTError(f"--set takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    old = load_package(args.old)
+    dataset = load_dataset(args.dataset, cache_dir=args.cache_dir)
+    reference = load_package(args.reference) if args.reference else None
+    bars: list[ProgressBar] = []
+
+    def hooks_for(stage: str) -> ProgressBar:
+        bars.append(ProgressBar(stage, enabled=not args.quiet))
+        return bars[-1]
+
+    result = upgrade(
+        old,
+        dataset,
+        method=args.method,
+        biases=args.bias,
+        arch=args.arch,
+        config=_config(args),
+        overrides=_parse_overrides(args.set),
+        reference=reference,
+        max_nfr=args.max_nfr,
+        hooks_for=hooks_for,
+    )
+    for bar in bars:
+        bar.close()
+    chosen = result.chosen
+    save_package(args.out, chosen.package.model, chosen.package.manifest)
+    if args.save_reference:
+        save_package(args.save_reference, result.reference.model, result.reference.manifest)
+    for cand in result.candidates:
+        print(
+            f"candidate bias={cand.bias}: val NFR {cand.val_nfr:.4f}, "
+            f"val error {cand.val_error:.4f}"
+        )
+    print(f"chosen bias={chosen.bias}; wrote {args.out}\n")
+    print(render_report(result.report, title="candidate vs old model (test split)"))
+    print(render_report(result.reference_report, title="no treatment (phi_new) vs old model"))
+    if args.report:
+        args.report.write_text(
+            json.dumps(
+                {
+                    "candidate": result.report.to_dict(),
+                    "no_treatment": result.reference_report.to_dict(),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    old, new = load_package(args.old), load_package(args.new)
+    dataset = load_dataset(args.dataset, cache_dir=args.cache_dir)
+    report = compare_packages(old, new, dataset, args.split)
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(render_report(report, title=f"{args.new} vs {args.old} ({args.split} split)"))
+    return 0
+
+
+def _cmd_bench_flips(args: argparse.Namespace) -> int:
+    from mpt.bench.flips import FlipBenchConfig, run_flip_bench
+
+    config = FlipBenchConfig.from_args(args)
+    run_flip_bench(config, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="mpt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model from scratch (e.g. the old model)")
+    _add_training_args(train)
+    train.add_argument("--classes", help="classes to keep: a range 0:50 or a list 0,3,7")
+    train.set_defaults(run=_cmd_train)
+
+    up = sub.add_parser("upgrade", help="train the upgrade of an old model package")
+    _add_training_args(up)
+    up.add_argument("--old", type=Path, required=True)
+    up.add_argument("--method", default="mpt_kl", choices=methods.names(), metavar="METHOD")
+    up.add_argument("--bias", type=float, action="append", help="repeat to sweep")
+    up.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a method hyperparameter, e.g. --set beta=3",
+    )
+    up.add_argument("--reference", type=Path, help="reuse a trained phi_new package")
+    up.add_argument("--save-reference", type=Path, help="also write phi_new here")
+    up.add_argument("--max-nfr", type=float, help="pick the most accurate candidate under this NFR")
+    up.add_argument("--report", type=Path, help="write both flip reports as JSON")
+    up.set_defaults(run=_cmd_upgrade)
+
+    ev = sub.add_parser("evaluate", help="flip report of a new package against an old one")
+    ev.add_argument("--old", type=Path, required=True)
+    ev.add_argument("--new", type=Path, required=True)
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--cache-dir", type=Path, default=None)
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.set_defaults(run=_cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    flips = bench_sub.add_parser("flips", help="every method on one dataset, several seeds")
+    from mpt.bench.flips import add_arguments
+
+    add_arguments(flips)
+    flips.set_defaults(run=_cmd_bench_flips)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mpt` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (MPTError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mpt {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Datasets as `.npz` files: `x_train, y_train, x_test, y_test` (optional `x_val, y_val`)
+and `classes`; images uint8 (N, H, W, C) or (N, H, W), labels integer indices into
+`classes`. Files are read with `allow_pickle=False` and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from mpt.data.dataset import ImageDataset, Split
+from mpt.errors import DatasetError
+
+__all__ = ["load_npz", "save_npz"]
+
+_SPLITS = ("train", "test", "val")
+
+
+def _read_arrays(path: Path) -> dict[str, NDArray[np.generic]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        with path.open("rb") as file:
+            archive = np.load(file, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DatasetError(f"{path}: not an .npz archive (holds a single array)")
+            with archive:
+                return {key: archive[key] for key in archive.files}
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DatasetError(
+            f"{path}: not a readable .npz archive without pickles ({error})"
+        ) from None
+
+
+def _classes(path: Path, arrays: dict[str, NDArray[np.generic]]) -> list[str]:
+    raw = arrays["classes"]
+    if raw.ndim != 1 or raw.size == 0:
+        raise DatasetError(
+            f"{path}: 'classes' must be a non-empty 1-D array, got shape {raw.shape}"
+        )
+    if raw.dtype.kind == "S":
+        return [bytes(name).decode("utf-8", errors="replace") for name in raw]
+    if raw.dtype.kind in "Uiu":
+        return [str(name) for name in raw]
+    raise DatasetError(f"{path}: 'classes' must hold strings, got dtype {raw.dtype}")
+
+
+def _images(path: Path, key: str, x: NDArray[np.generic]) -> torch.Tensor:
+    if x.dtype != np.uint8:
+        raise DatasetError(f"{path}: {key!r} must be uint8, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DatasetError(
+            f"{path}: {key!r} must be (N, H, W, C) with C in (1, 3) or (N, H, W), got {x.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def _labels(path: Path, key: str, y: NDArray[np.generic], num_classes: int) -> torch.Tensor:
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: {key!r} must hold integers, got {y.dtype}")
+    if y.ndim != 1:
+        raise DatasetError(f"{path}: {key!r} must be 1-D, got shape {y.shape}")
+    labels = y.astype(np.int64)
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise DatasetError(
+            f"{path}: {key!r} has label {int(bad[0])} outside 0..{num_classes - 1} "
+            f"({bad.size} bad labels; 'classes' has {num_classes} names)"
+        )
+    return torch.from_numpy(labels)
+
+
+def _split(path: Path, arrays: dict[str, NDArray[np.generic]], split: str, n: int) -> Split:
+    x_key, y_key = f"x_{split}", f"y_{split}"
+    x = _images(path, x_key, arrays[x_key])
+    y = _labels(path, y_key, arrays[y_key], n)
+    if x.shape[0] != y.shape[0]:
+        raise DatasetError(
+            f"{path}: {x_key!r} has {x.shape[0]} images but {y_key!r} has {y.shape[0]} labels"
+        )
+    if x.shape[0] == 0:
+        raise DatasetError(f"{path}: {x_key!r} is empty")
+    return Split(x, y)
+
+
+def load_npz(path: Path | str) -> ImageDataset:
+    """Load an `.npz` dataset (see the module docstring); images become (N, C, H, W).
+
+    Raises `DatasetError` naming the file and key for missing keys, wrong dtypes or
+    shapes, mismatched lengths, empty splits and labels outside `classes`.
+    """
+    path = Path(path)
+    arrays = _read_arrays(path)
+    required = ["classes", "x_train", "y_train", "x_test", "y_test"]
+    if "x_val" in arrays or "y_val" in arrays:
+        required += ["x_val", "y_val"]
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: missing key(s) {missing}; an .npz dataset needs {required}")
+    classes = _classes(path, arrays)
+    splits = {s: _split(path, arrays, s, len(classes)) for s in _SPLITS if f"x_{s}" in arrays}
+    return ImageDataset(path.stem, classes, splits, meta={"source": str(path)})
+
+
+def save_npz(dataset: ImageDataset, path: Path | str) -> Path:
+    """Write `dataset` in the `.npz` format `load_npz` reads; atomic (temp file + rename)."""
+    path = Path(path)
+    arrays: dict[str, NDArray[np.generic]] = {"classes": np.array(dataset.classes, dtype=str)}
+    for name, split in dataset.splits.items():
+        arrays[f"x_{name}"] = split.x.permute(0, 2, 3, 1).contiguous().numpy()
+        arrays[f"y_{name}"] = split.y.numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)  # type: ignore[arg-type]
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    return path

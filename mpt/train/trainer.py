@@ -1,0 +1,218 @@
+"""Train one model: `train_one_epoch` -> `evaluate` -> `fit`, checkpointed every epoch."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mpt import metrics
+from mpt.data import Split
+from mpt.errors import MPTError
+from mpt.evaluate import predict_logits
+from mpt.io import InputSpec, preprocess
+from mpt.methods import LossInputs, Method
+from mpt.train.augment import augment_batch
+from mpt.train.checkpoints import load_checkpoint, save_checkpoint
+from mpt.train.config import TrainConfig, resolve_device
+from mpt.train.hooks import EpochStats, Hooks, StepStats, TrainingStopped
+from mpt.train.teachers import Teacher
+
+__all__ = ["TrainResult", "Trainer", "fit"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports: per-epoch stats and timing."""
+
+    epochs: list[EpochStats] = field(default_factory=list)
+    resumed_from_epoch: int = 0  # epochs already done when this run started
+    seconds: float = 0.0
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Mean wall time of the epochs this run trained."""
+        return self.seconds / max(1, len(self.epochs) - self.resumed_from_epoch)
+
+
+@dataclass
+class Trainer:
+    """Everything one run needs; `fit` runs it."""
+
+    model: nn.Module
+    method: Method
+    config: TrainConfig
+    spec: InputSpec
+    num_old: int
+    old_teacher: Teacher | None = None
+    ref_teacher: Teacher | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+
+    def __post_init__(self) -> None:
+        if self.method.uses_old and self.old_teacher is None:
+            raise MPTError(f"method {self.method.name!r} needs the old model as a teacher")
+        if self.method.reference != "none" and self.ref_teacher is None:
+            raise MPTError(
+                f"method {self.method.name!r} needs a reference ({self.method.reference})"
+            )
+        self.device = resolve_device(self.config.device)
+        self.model.to(self.device)
+        for teacher in (self.old_teacher, self.ref_teacher):
+            if teacher is not None:
+                teacher.to(self.device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=self.config.lr,
+            momentum=self.config.momentum,
+            weight_decay=self.config.weight_decay,
+        )
+        self.amp_dtype = _amp_dtype(self.device, self.config.amp)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _scheduler(self, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+        total = self.config.epochs * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
+
+    def _step(self, images: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+        with self._autocast():
+            old = None if self.old_teacher is None else self.old_teacher.logits(images)
+            ref = None if self.ref_teacher is None else self.ref_teacher.logits(images)
+            logits = self.model(preprocess(images, self.spec)).float()  # (B, C)
+        batch = LossInputs(logits, targets, self.num_old, old, ref, epoch)
+        loss = self.method.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), (logits.detach().argmax(dim=1) == targets).sum()
+
+    def train_one_epoch(
+        self, data: Split, epoch: int, scheduler: torch.optim.lr_scheduler.LambdaLR
+    ) -> tuple[float, float]:
+        """One pass over `data` in a seeded order; returns (mean loss, accuracy)."""
+        self.model.train()
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        torch.manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(data), generator=generator).to(self.device)
+        size = self.config.batch_size
+        steps = math.ceil(len(data) / size)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for step in range(steps):
+            if self.hooks.should_stop():
+                raise TrainingStopped(epoch, step)
+            index = order[step * size : (step + 1) * size]
+            images = augment_batch(data.x[index], self.config.augment, generator)
+            loss, hits = self._step(images, data.y[index], epoch)
+            scheduler.step()
+            loss_sum += loss * len(index)
+            correct += hits
+            if not torch.isfinite(loss):
+                raise MPTError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
+            lr = float(scheduler.get_last_lr()[0])
+            self.hooks.on_step(StepStats(epoch, self.config.epochs, step, steps, float(loss), lr))
+        return float(loss_sum) / len(data), int(correct) / len(data)
+
+    def evaluate(self, data: Split) -> dict[str, float]:
+        """Validation error, and the NFR against the old model when one is known."""
+        logits = predict_logits(self.model, data.x, self.spec, device=self.device)
+        out = {"error": float((logits.argmax(dim=1) != data.y).float().mean())}
+        if self.old_teacher is not None:
+            old = predict_logits(
+                self.old_teacher.models[0], data.x, self.old_teacher.spec, device=self.device
+            )
+            out["nfr"] = metrics.negative_flip_rate(old, logits, data.y, self.num_old)
+        return out
+
+    def fit(self, data: Split, val: Split | None = None) -> TrainResult:
+        """Train for `config.epochs`, resuming from the checkpoint when there is one."""
+        data = Split(data.x.to(self.device), data.y.to(self.device))
+        steps = math.ceil(len(data) / self.config.batch_size)
+        scheduler = self._scheduler(steps)
+        result = TrainResult()
+        start = self._resume(scheduler, result)
+        began = time.perf_counter()
+        for epoch in range(start, self.config.epochs):
+            tick = time.perf_counter()
+            loss, accuracy = self.train_one_epoch(data, epoch, scheduler)
+            stats = EpochStats(
+                epoch,
+                self.config.epochs,
+                loss,
+                accuracy,
+                time.perf_counter() - tick,
+                self.evaluate(val) if val else {},
+            )
+            result.epochs.append(stats)
+            self._checkpoint(epoch, scheduler, result)
+            self.hooks.on_epoch_end(stats)
+        result.seconds = time.perf_counter() - began
+        self.model.eval()
+        return result
+
+    def _checkpoint(self, epoch: int, scheduler: Any, result: TrainResult) -> None:
+        if self.config.checkpoint_path is None:
+            return
+        save_checkpoint(
+            self.config.checkpoint_path,
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "stats": [vars(s) for s in result.epochs],
+            },
+        )
+
+    def _resume(self, scheduler: Any, result: TrainResult) -> int:
+        if self.config.checkpoint_path is None:
+            return 0
+        state = load_checkpoint(self.config.checkpoint_path)
+        if state is None:
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        result.epochs = [EpochStats(**s) for s in state["stats"]]
+        result.resumed_from_epoch = int(state["epoch"]) + 1
+        return result.resumed_from_epoch
+
+
+def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def fit(
+    model: nn.Module,
+    data: Split,
+    *,
+    method: Method,
+    config: TrainConfig,
+    spec: InputSpec,
+    num_old: int,
+    old_teacher: Teacher | None = None,
+    ref_teacher: Teacher | None = None,
+    hooks: Hooks | None = None,
+    val: Split | None = None,
+) -> TrainResult:
+    """Train `model` on `data` with `method`; see `Trainer`."""
+    trainer = Trainer(
+        model, method, config, spec, num_old, old_teacher, ref_teacher, hooks or Hooks()
+    )
+    return trainer.fit(data, val)
