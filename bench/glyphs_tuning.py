@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "easy": {"rotation": 10.0, "shear": 0.15, "clutter": 0, "noise": 0.05, "blur": 0.5},
     "lighter": {"noise": 0.1, "blur": 1.0},
     "default": {},
-    "low_contrast": {"min_contrast": 0.2},
+    "low_contrast": {"noise": 0.12, "blur": 1.2, "min_contrast": 0.2},
     "harder": {"rotation": 25.0, "shear": 0.35, "clutter": 3, "noise": 0.12, "blur": 1.1,
                "min_contrast": 0.2},
     "hard": {"rotation": 30.0, "shear": 0.4, "scale": (0.4, 0.9), "clutter": 4, "noise": 0.15,

@@ -14,6 +14,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from mpt import methods
 from mpt.bench.summary import aggregate, render_markdown, summarise_report
 from mpt.data import ImageDataset, load_dataset, split_classes
+from mpt.errors import MPTError
 from mpt.evaluate import predict_logits
 from mpt.io import ModelPackage
 from mpt.metrics import flip_report
@@ -191,23 +193,19 @@ def _run_seed(
         )
     ]
     ensemble = [ref]
+    done: dict[tuple[str, str], dict[str, Any]] = {}  # same objective -> same (seeded) result
     for name, bias in _runs(config):
         method = methods.get(name, **({} if bias is None else {"bias": bias}))
         if method.reference == "ensemble":
             method = methods.get(name, ensemble_size=config.ensemble_size)
-            while len(ensemble) < config.ensemble_size:
-                member_config = replace(train, seed=seed + 1000 * len(ensemble))
-                member, _ = train_package(
-                    dataset,
-                    arch=config.arch,
-                    config=member_config,
-                    spec=spec,
-                    hooks=bar(f"ensemble {len(ensemble)}"),
-                )
-                ensemble.append(member)
+            _grow_ensemble(ensemble, config, dataset, train, bar)
             teacher = Teacher([m.model for m in ensemble], spec)
         else:
             teacher = Teacher.single(ref.model, spec)
+        key = (type(method).__name__, json.dumps(method.hyperparameters(), sort_keys=True))
+        if key in done:
+            rows.append({**done[key], "method": name, "bias": bias, "same_as": done[key]["method"]})
+            continue
         tick = time.perf_counter()
         package, result = train_package(
             dataset,
@@ -232,7 +230,29 @@ def _run_seed(
                 result.epoch_seconds,
             )
         )
+        done[key] = rows[-1]
     return rows
+
+
+def _grow_ensemble(
+    ensemble: list[ModelPackage],
+    config: FlipBenchConfig,
+    dataset: ImageDataset,
+    train: TrainConfig,
+    bar: Callable[[str], ProgressBar],
+) -> None:
+    """Train independent `no_treatment` models until the ELODI ensemble is complete."""
+    spec = ensemble[0].manifest.input
+    while len(ensemble) < config.ensemble_size:
+        member_config = replace(train, seed=train.seed + 1000 * len(ensemble))
+        member, _ = train_package(
+            dataset,
+            arch=config.arch,
+            config=member_config,
+            spec=spec,
+            hooks=bar(f"ensemble {len(ensemble)}"),
+        )
+        ensemble.append(member)
 
 
 def machine() -> dict[str, Any]:
@@ -252,7 +272,7 @@ def run_flip_bench(config: FlipBenchConfig, *, progress: bool = True) -> dict[st
     """Train and compare every method; write and return the results."""
     dataset = _load(config)
     if not 1 <= config.num_old < dataset.num_classes:
-        raise ValueError(f"--num-old must be in 1..{dataset.num_classes - 1}, got {config.num_old}")
+        raise MPTError(f"--num-old must be in 1..{dataset.num_classes - 1}, got {config.num_old}")
     rows: list[dict[str, Any]] = []
     began = time.perf_counter()
     result: dict[str, Any] = {}

@@ -49,7 +49,12 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         k = sum(r["nfr_old_k"] for r in group)
         n = sum(r["nfr_old_n"] for r in group)
         low, high = wilson_interval(k, n)
-        entry: dict[str, Any] = {"method": method, "bias": bias, "seeds": len(group)}
+        entry: dict[str, Any] = {
+            "method": method,
+            "bias": bias,
+            "seeds": len(group),
+            "same_as": group[0].get("same_as"),
+        }
         for key in (*_RATES, "epoch_seconds", "seconds", "old_error_old"):
             entry[key] = _mean_std([r[key] for r in group])
         entry["nfr_old_pooled"] = {

@@ -11,6 +11,7 @@ every parameter and `GLYPHS_VERSION`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -78,7 +79,7 @@ def _build(
 
 
 def _check_arguments(
-    num_classes: int, counts: dict[str, int], size: int, style: GlyphStyle
+    num_classes: int, counts: dict[str, int], size: int, seed: int, style: GlyphStyle
 ) -> None:
     if not 1 <= num_classes <= len(GLYPH_CLASSES):
         raise DatasetError(
@@ -90,6 +91,8 @@ def _check_arguments(
             raise DatasetError(f"glyphs: {split}_per_class must be >= {least}, got {count}")
     if size < 8:
         raise DatasetError(f"glyphs: size must be >= 8 pixels, got {size}")
+    if seed < 0:
+        raise DatasetError(f"glyphs: seed must be >= 0, got {seed}")
     low, high = style.scale
     if not 0.1 <= low <= high <= 1.0:
         raise DatasetError(f"glyphs: scale must satisfy 0.1 <= low <= high <= 1, got {style.scale}")
@@ -143,11 +146,11 @@ def make_glyphs(
     stretch: float = 0.2,
     translate: float = 1.0,
     max_stroke: int = 2,
-    min_contrast: float = 0.25,
-    gradient: float = 0.3,
-    clutter: int = 2,
-    noise: float = 0.15,
-    blur: float = 1.3,
+    min_contrast: float = 0.4,
+    gradient: float = 0.1,
+    clutter: int = 0,
+    noise: float = 0.05,
+    blur: float = 0.6,
 ) -> ImageDataset:
     """The `glyphs` dataset: RGB `size`x`size` character images, uint8 (N, 3, H, W).
 
@@ -159,15 +162,23 @@ def make_glyphs(
     atomically to) an `.npz` file there named after a hash of every argument.
     """
     style = GlyphStyle(
-        (float(scale[0]), float(scale[1])), float(rotation), float(shear), float(stretch),
-        float(translate), int(max_stroke), float(min_contrast), float(gradient), int(clutter),
-        float(noise), float(blur),
-    )  # fmt: skip
+        scale=(float(scale[0]), float(scale[1])),
+        rotation=float(rotation),
+        shear=float(shear),
+        stretch=float(stretch),
+        translate=float(translate),
+        max_stroke=int(max_stroke),
+        min_contrast=float(min_contrast),
+        gradient=float(gradient),
+        clutter=int(clutter),
+        noise=float(noise),
+        blur=float(blur),
+    )
     counts = {"train": train_per_class, "test": test_per_class, "val": val_per_class}
-    _check_arguments(num_classes, counts, size, style)
+    _check_arguments(num_classes, counts, size, seed, style)
     classes = list(GLYPH_CLASSES[:num_classes])
     params: dict[str, object] = {"num_classes": num_classes, "counts": counts, "size": size}
-    params |= {"seed": seed, "style": style.__dict__}
+    params |= {"seed": seed, "style": dataclasses.asdict(style)}
     name = "glyphs" if num_classes == len(GLYPH_CLASSES) else f"glyphs:{num_classes}"
     path = None if cache_dir is None else _cache_file(Path(cache_dir), params)
     splits = None if path is None else _read_cache(path, classes)

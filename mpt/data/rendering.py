@@ -101,16 +101,14 @@ def _glyph_alpha(
     stretch = math.exp(rng.uniform(-1.0, 1.0) * math.log1p(style.stretch))
     rotate = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     linear = rotate @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([stretch, 1.0])
-    corners = (
-        linear @ np.array([[-1, 1, 1, -1], [-1, -1, 1, 1]]) * np.array([[width], [height]]) / 2
-    )
+    box = np.array([[-width, width, width, -width], [-height, -height, height, height]]) / 2
+    corners = linear @ box  # (2, 4) the mask's corners around its centre, posed
     extent = corners.max(axis=1) - corners.min(axis=1)  # (2,) x, y
     canvas = size * SUPERSAMPLE
     zoom = rng.uniform(*style.scale) * canvas / float(extent.max())
     linear, extent = linear * zoom, extent * zoom
-    centre = (
-        canvas / 2 + rng.uniform(-0.5, 0.5, 2) * np.maximum(canvas - extent, 0) * style.translate
-    )
+    room = np.maximum(canvas - 2 * SUPERSAMPLE - extent, 0)  # keep a 1-pixel margin
+    centre = canvas / 2 + rng.uniform(-0.5, 0.5, 2) * room * style.translate
     inverse = np.linalg.inv(linear)  # canvas -> mask coordinates
     offset = np.array([width / 2, height / 2]) - inverse @ centre
     coeffs = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
