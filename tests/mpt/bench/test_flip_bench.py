@@ -14,9 +14,18 @@ from mpt.cli import main
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
-    config = FlipBenchConfig(dataset="digits", num_old=5, seeds=1, epochs=1, biases=(0.0, 2.0),
-                             ensemble_size=2, train_per_class=20, batch_size=32, device="cpu",
-                             out=out)
+    config = FlipBenchConfig(
+        dataset="digits",
+        num_old=5,
+        seeds=1,
+        epochs=1,
+        biases=(0.0, 2.0),
+        ensemble_size=2,
+        train_per_class=20,
+        batch_size=32,
+        device="cpu",
+        out=out,
+    )
     return run_flip_bench(config, progress=False), out
 
 
@@ -47,6 +56,21 @@ def test_bench_reports_epoch_time_ratio(result) -> None:
 
 
 def test_bench_cli_rejects_num_old_outside_range(tmp_path, capsys) -> None:
-    code = main(["bench", "flips", "--dataset", "digits", "--num-old", "10", "--seeds", "1",
-                 "--epochs", "1", "--out", str(tmp_path), "--quiet"])
+    code = main(
+        [
+            "bench",
+            "flips",
+            "--dataset",
+            "digits",
+            "--num-old",
+            "10",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "--num-old" in capsys.readouterr().err
