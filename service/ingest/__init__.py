@@ -1,0 +1,1 @@
+"""Turning uploaded files (dataset archives, model packages) into validated objects."""

@@ -1,0 +1,78 @@
+"""The served model of one deployment, swapped without failing a request."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from mpt.io import InputSpec
+
+__all__ = ["ModelHolder", "NotLoaded", "ServedModel"]
+
+
+class NotLoaded(RuntimeError):
+    """The deployment has no model loaded (yet)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One release, loaded and ready: a frozen model with its labels and input spec."""
+
+    release_id: int
+    version: int
+    labels: tuple[str, ...]
+    spec: InputSpec
+    model: nn.Module
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @torch.inference_mode()
+    def logits(self, inputs: Tensor) -> Tensor:
+        """Logits (N, C) as float32 on the CPU for model-ready float inputs (N, C, H, W)."""
+        logits: Tensor = self.model(inputs.to(self.device))
+        return logits.float().cpu()
+
+    def warm_up(self) -> None:
+        """One forward pass on a dummy input, so the first request pays no set-up cost."""
+        dummy = torch.zeros(1, self.spec.channels, self.spec.height, self.spec.width)
+        out = self.logits(dummy)
+        if out.shape != (1, len(self.labels)):
+            raise ValueError(
+                f"release {self.version}: model gives {tuple(out.shape)} logits for one input, "
+                f"expected (1, {len(self.labels)})"
+            )
+
+
+class ModelHolder:
+    """Holds the current `ServedModel`; `swap` moves the pointer once the new one is warm.
+
+    A request takes `current()` once and runs on that object to the end, so requests in
+    flight during a swap finish on the model they started with.
+    """
+
+    def __init__(self) -> None:
+        self._current: ServedModel | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> ServedModel:
+        served = self._current
+        if served is None:
+            raise NotLoaded("no release is loaded")
+        return served
+
+    @property
+    def loaded(self) -> ServedModel | None:
+        return self._current
+
+    def swap(self, new: ServedModel) -> ServedModel | None:
+        """Warm `new` up, then make it current; returns the model it replaced."""
+        new.warm_up()
+        with self._lock:
+            old, self._current = self._current, new
+        return old
+
+    def clear(self) -> None:
+        with self._lock:
+            self._current = None
