@@ -1,0 +1,166 @@
+"""The one settings object: environment variables prefixed `MPT_`, then `.env`, then defaults.
+
+Nothing is read at import. The service and the worker call `get_settings()` once (it is
+cached); tests build `Settings(...)` directly and pass it to whatever needs it, so no global
+is ever mutated.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["DEPLOYMENT_NAME_PATTERN", "LogLevel", "Settings", "get_settings"]
+
+# Deployment names appear in URLs and metric labels: lowercase slugs, 1 to 63 characters.
+DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_GIB = 1024**3
+_MIB = 1024**2
+_DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the service and the worker.
+
+    Paths are made absolute against the working directory at construction, so a process that
+    later changes directory still finds the same database, artifacts and broker file.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MPT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    var_dir: Path = Field(default=Path("var"), description="Root of the embedded default's state.")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL. Default: sqlite:///<var_dir>/mpt.db (absolute)."
+    )
+    artifact_dir: Path = Field(
+        default=Path(), description="Artifact store root. Default: <var_dir>/artifacts."
+    )
+    # The embedded default is kombu's SQLAlchemy transport on a SQLite file: it ships with
+    # Celery 5 (kombu), needs no server, only SQLAlchemy (already a dependency), and unlike
+    # `memory://` it is shared between processes, so the API and the worker it starts beside
+    # itself see the same queue. `filesystem://` would also work but needs its folders passed
+    # as transport options, which a single URL cannot carry. Production sets redis://.
+    broker_url: str = Field(
+        default="", description="Celery broker URL. Default: sqla+sqlite:///<var_dir>/broker.db."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, min_length=16, description="Bootstrap admin bearer key (16+ characters)."
+    )
+    default_deployment: str = Field(
+        default="default",
+        pattern=DEPLOYMENT_NAME_PATTERN,
+        description="The deployment that answers POST /predict.",
+    )
+    max_upload_bytes: int = Field(default=_GIB, gt=0, description="Largest accepted upload.")
+    max_predict_bytes: int = Field(
+        default=16 * _MIB, gt=0, description="Largest /predict request body."
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096, gt=0, description="Largest decoded image (decompression-bomb guard)."
+    )
+    batch_max_size: int = Field(
+        default=64, gt=0, description="Micro-batching: most inputs in one forward pass."
+    )
+    batch_max_wait_ms: float = Field(
+        default=5.0, ge=0, description="Micro-batching: longest wait for a batch to fill."
+    )
+    release_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often API processes re-read the active releases."
+    )
+    job_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a running job writes its heartbeat."
+    )
+    job_stale_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job silent this long is requeued or failed (> 2 heartbeats).",
+    )
+    job_max_retries: int = Field(
+        default=3, ge=0, description="Redeliveries of a job before it is failed."
+    )
+    log_level: LogLevel = Field(default="INFO", description="Root log level.")
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="`mpt-service serve` bind address."
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="`mpt-service serve` port.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_from_var_dir(cls, data: Any) -> Any:
+        """Fill the paths and URLs that default to places under `var_dir`."""
+        if not isinstance(data, dict):
+            return data
+        values = dict(data)
+        var_dir = Path(values.get("var_dir") or "var").expanduser().resolve()
+        values["var_dir"] = var_dir
+        if not values.get("artifact_dir"):
+            values["artifact_dir"] = var_dir / "artifacts"
+        if not values.get("database_url"):
+            values["database_url"] = f"sqlite:///{(var_dir / 'mpt.db').as_posix()}"
+        if not values.get("broker_url"):
+            values["broker_url"] = f"sqla+sqlite:///{(var_dir / 'broker.db').as_posix()}"
+        return values
+
+    @field_validator("artifact_dir")
+    @classmethod
+    def _absolute_path(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError(f"database_url {value!r} is not a SQLAlchemy URL") from exc
+        if backend not in _DATABASE_BACKENDS:
+            raise ValueError(
+                f"database_url backend {backend!r} is not supported; expected one of "
+                f"{', '.join(_DATABASE_BACKENDS)}"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_has_scheme(cls, value: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9+.-]*://", value):
+            raise ValueError(f"broker_url {value!r} has no transport scheme (e.g. redis://)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> Self:
+        if self.job_stale_seconds <= 2 * self.job_heartbeat_seconds:
+            raise ValueError(
+                f"job_stale_seconds ({self.job_stale_seconds}) must exceed twice "
+                f"job_heartbeat_seconds ({self.job_heartbeat_seconds}), or a slow heartbeat "
+                "would mark a live job stale"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once (`cache_clear()` rereads)."""
+    return Settings()

@@ -1,0 +1,269 @@
+"""The artifact store: immutable blobs named by the sha256 of their content.
+
+`LocalArtifactStore` keeps them as `<root>/<sha[:2]>/<sha>`. Every write goes to a temporary
+file in the same file system and is `os.replace`d into place, so a reader sees a whole
+artifact or none, a crash leaves at most a temporary file (never a partial artifact), and
+writing the same content twice is a no-op. A shared volume or an S3 bucket can replace it
+behind the `ArtifactStore` protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Protocol, Self
+
+__all__ = [
+    "ArtifactNotFoundError",
+    "ArtifactStore",
+    "LocalArtifactStore",
+    "StagedUpload",
+    "StorageError",
+    "UploadTooLargeError",
+    "validate_sha256",
+]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1024 * 1024
+_TEMP_PREFIX = ".tmp-"
+
+
+class StorageError(Exception):
+    """Base of the artifact store's errors."""
+
+
+class ArtifactNotFoundError(StorageError, LookupError):
+    """No artifact with that sha256 is stored."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"no artifact with sha256 {sha256}")
+        self.sha256 = sha256
+
+
+class UploadTooLargeError(StorageError):
+    """An upload went past its byte limit; what was received so far has been removed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upload exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+def validate_sha256(sha256: str) -> str:
+    """Return `sha256` if it is 64 lowercase hex digits; raise ValueError otherwise.
+
+    Every path the store builds goes through this, so no name can point outside the root.
+    """
+    if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+        raise ValueError(f"artifact id {sha256!r} is not a sha256 (64 lowercase hex digits)")
+    return sha256
+
+
+class ArtifactStore(Protocol):
+    """What the service and the worker need from an artifact store."""
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store `data`; return its sha256."""
+        ...
+
+    def put_file(self, path: Path) -> str:
+        """Store a copy of the file at `path`, streamed; return its sha256."""
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open the artifact for binary reading."""
+        ...
+
+    def path(self, sha256: str) -> Path:
+        """A local file holding the artifact (for loaders that need a path)."""
+        ...
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the artifact is stored."""
+        ...
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the artifact; return whether it was there."""
+        ...
+
+
+class LocalArtifactStore:
+    """Content-addressed files under `root`; safe for several processes on one file system."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    def path(self, sha256: str) -> Path:
+        """Where the artifact lives (whether or not it exists yet)."""
+        validate_sha256(sha256)
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the artifact is stored."""
+        return self.path(sha256).is_file()
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open the artifact for binary reading; ArtifactNotFoundError if it is not stored."""
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(sha256) from None
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store `data` atomically; return its sha256. Storing known content changes nothing."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        target = self.path(sha256)
+        if target.is_file():
+            return sha256
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as temp:
+                temp.write(data)
+                _finish(temp)
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return sha256
+
+    def put_file(self, path: Path | str) -> str:
+        """Store a copy of the file at `path`, read in chunks; return its sha256."""
+        with Path(path).open("rb") as source, self.stage() as upload:
+            upload.write_from(source)
+            return upload.commit()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the artifact; return whether it was there."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove_stale_temporaries(self, older_than_seconds: float = 24 * 3600.0) -> int:
+        """Delete temporary files left by crashed writers; return how many went.
+
+        Only files older than `older_than_seconds` go, so uploads in progress are kept.
+        """
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for temp in self.root.glob(f"*/{_TEMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if temp.stat().st_mtime < cutoff:
+                    temp.unlink()
+                    removed += 1
+        return removed
+
+    def stage(self, max_bytes: int | None = None) -> StagedUpload:
+        """Start streaming an upload into the store (see `StagedUpload`)."""
+        return StagedUpload(self, max_bytes)
+
+    def _staging_dir(self) -> Path:
+        staging = self.root / "staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
+
+class StagedUpload:
+    """An upload streamed to a temporary file under the store while it is hashed and counted.
+
+    Use it as a context manager; nothing reaches the store until `commit()`, and leaving the
+    block without committing (an error, a failed validation) removes the temporary file::
+
+        with store.stage(max_bytes=settings.max_upload_bytes) as upload:
+            for chunk in request_chunks:
+                upload.write(chunk)        # UploadTooLargeError past the limit
+            validate(upload.temp_path)     # inspect the bytes before keeping them
+            sha256 = upload.commit()
+    """
+
+    def __init__(self, store: LocalArtifactStore, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.store = store
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=store._staging_dir())
+        self.temp_path = Path(temp_name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of everything written so far."""
+        return self._sha256 or self._hash.hexdigest()
+
+    def write(self, chunk: bytes) -> None:
+        """Append `chunk`; past `max_bytes`, discard the upload and raise UploadTooLargeError."""
+        if self._file is None:
+            raise StorageError("this upload is already committed or discarded")
+        if self.max_bytes is not None and self.size + len(chunk) > self.max_bytes:
+            self.discard()
+            raise UploadTooLargeError(self.max_bytes)
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def write_from(self, source: BinaryIO, chunk_size: int = _CHUNK) -> None:
+        """Copy `source` to the end in chunks of `chunk_size` bytes."""
+        while chunk := source.read(chunk_size):
+            self.write(chunk)
+
+    def close(self) -> None:
+        """Flush the temporary file to disk, so `temp_path` can be read whole; idempotent."""
+        if self._file is not None and not self._file.closed:
+            _finish(self._file)
+            self._file.close()
+
+    def commit(self) -> str:
+        """Move the upload into the store under its sha256 (atomically) and return it."""
+        if self._file is None:
+            raise StorageError("this upload is already committed or discarded")
+        self.close()
+        sha256 = self._hash.hexdigest()
+        target = self.store.path(sha256)
+        try:
+            if target.is_file():  # already stored: the same bytes, keep the old file
+                self.temp_path.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.temp_path, target)
+        except BaseException:
+            self.discard()
+            raise
+        self._file = None
+        self._sha256 = sha256
+        return sha256
+
+    def discard(self) -> None:
+        """Drop the upload and its temporary file; idempotent."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._sha256 is None:
+            self.discard()
+
+
+def _finish(file: BinaryIO) -> None:
+    """Make the bytes durable before the rename that publishes them; world-readable."""
+    file.flush()
+    os.fsync(file.fileno())
+    os.fchmod(file.fileno(), 0o644)

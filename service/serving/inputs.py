@@ -1,0 +1,89 @@
+"""Turning /predict request bodies into model-ready tensors, and logits into answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mpt.io import InputSpec, preprocess
+from service.images import ImageError, decode_image
+
+__all__ = ["InputError", "images_to_inputs", "json_to_inputs", "predictions"]
+
+
+class InputError(ValueError):
+    """One or more inputs are unusable; `errors` says which and why."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        first = errors[0]
+        super().__init__(f"input {first['input']}: {first['problem']}")
+        self.errors = errors
+
+
+def _expected(spec: InputSpec) -> tuple[int, int, int]:
+    return spec.channels, spec.height, spec.width
+
+
+def json_to_inputs(inputs: Sequence[Any], spec: InputSpec) -> Tensor:
+    """`inputs`: a list of (C, H, W) nested number lists, already normalised for the model."""
+    tensors, errors = [], []
+    for i, item in enumerate(inputs):
+        try:
+            tensor = torch.tensor(item, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            errors.append({"input": i, "problem": "not a rectangular array of numbers"})
+            continue
+        if tuple(tensor.shape) != _expected(spec):
+            errors.append(
+                {
+                    "input": i,
+                    "problem": f"shape {tuple(tensor.shape)}, expected {_expected(spec)} (C, H, W)",
+                }
+            )
+        elif not bool(torch.isfinite(tensor).all()):
+            errors.append({"input": i, "problem": "contains NaN or infinite values"})
+        else:
+            tensors.append(tensor)
+    if errors:
+        raise InputError(errors)
+    if not tensors:
+        raise InputError([{"input": 0, "problem": "no inputs given"}])
+    return torch.stack(tensors)  # (N, C, H, W)
+
+
+def images_to_inputs(
+    images: Sequence[tuple[str, bytes]], spec: InputSpec, max_pixels: int
+) -> Tensor:
+    """Encoded images (name, bytes): decoded, converted and resized to the spec, normalised."""
+    decoded, errors = [], []
+    size = (spec.height, spec.width)
+    for i, (name, data) in enumerate(images):
+        try:
+            decoded.append(
+                decode_image(data, channels=spec.channels, size=size, max_pixels=max_pixels)
+            )
+        except ImageError as exc:
+            errors.append({"input": i, "file": name, "problem": str(exc)})
+    if errors:
+        raise InputError(errors)
+    if not decoded:
+        raise InputError([{"input": 0, "problem": "no images given"}])
+    return preprocess(torch.stack(decoded), spec)
+
+
+def predictions(logits: Tensor, labels: Sequence[str], top_k: int) -> list[dict[str, Any]]:
+    """Per row: the argmax label, its index and softmax score, and the `top_k` best."""
+    probabilities = logits.softmax(dim=1)  # (N, C)
+    k = min(top_k, probabilities.shape[1])
+    scores, indices = probabilities.topk(k, dim=1)
+    out = []
+    for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+        top = [
+            {"label": labels[j], "index": j, "score": s}
+            for s, j in zip(row_scores, row_indices, strict=True)
+        ]
+        out.append({**top[0], "top_k": top})
+    return out

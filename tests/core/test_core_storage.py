@@ -1,0 +1,143 @@
+"""The local artifact store: content addressing, atomic writes, refusals, upload limits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from core.storage import (
+    ArtifactNotFoundError,
+    ArtifactStore,
+    LocalArtifactStore,
+    StorageError,
+    UploadTooLargeError,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+def test_core_storage_is_an_artifact_store(store: LocalArtifactStore) -> None:
+    backend: ArtifactStore = store
+    assert backend.exists("0" * 64) is False
+
+
+def test_core_storage_put_bytes_content_addressed(store: LocalArtifactStore) -> None:
+    data = b"model weights"
+    sha = store.put_bytes(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert store.path(sha) == store.root / sha[:2] / sha
+    assert store.exists(sha)
+    with store.open(sha) as stored:
+        assert stored.read() == data
+
+
+def test_core_storage_same_content_same_file(store: LocalArtifactStore, tmp_path: Path) -> None:
+    source = tmp_path / "package.zip"
+    source.write_bytes(b"same bytes" * 1000)
+    first = store.put_bytes(source.read_bytes())
+    assert store.put_bytes(source.read_bytes()) == first
+    assert store.put_file(source) == first
+    assert _files(store.root) == [store.path(first)]
+
+
+def test_core_storage_put_file_streams_large_files(
+    store: LocalArtifactStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source.write_bytes(data)
+    sha = store.put_file(source)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert store.path(sha).read_bytes() == data
+    assert _files(store.root) == [store.path(sha)]
+
+
+@pytest.mark.parametrize(
+    "bad", ["../x", "../" + "a" * 61, "A" * 64, "a" * 63, "a" * 65, "g" * 64, "", "/etc/passwd"]
+)
+def test_core_storage_invalid_sha_refused(store: LocalArtifactStore, bad: str) -> None:
+    for call in (store.path, store.exists, store.open, store.delete):
+        with pytest.raises(ValueError, match="sha256"):
+            call(bad)
+    assert not store.root.exists() or _files(store.root) == []
+
+
+def test_core_storage_missing_artifact(store: LocalArtifactStore) -> None:
+    with pytest.raises(ArtifactNotFoundError):
+        store.open("f" * 64)
+    assert store.delete("f" * 64) is False
+
+
+def test_core_storage_delete(store: LocalArtifactStore) -> None:
+    sha = store.put_bytes(b"gone soon")
+    assert store.delete(sha) is True
+    assert not store.exists(sha)
+
+
+def test_core_storage_failed_write_leaves_nothing(
+    store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.put_bytes(b"never stored")
+    with pytest.raises(OSError, match="disk full"), store.stage() as upload:
+        upload.write(b"never stored either")
+        upload.commit()
+    assert _files(store.root) == []
+
+
+def test_core_storage_staged_upload_commit(store: LocalArtifactStore) -> None:
+    with store.stage(max_bytes=10) as upload:
+        upload.write(b"12345")
+        upload.write(b"67890")
+        assert upload.temp_path.parent == store.root / "staging"
+        upload.close()
+        assert upload.temp_path.read_bytes() == b"1234567890"
+        sha = upload.commit()
+    assert sha == hashlib.sha256(b"1234567890").hexdigest() == upload.sha256
+    assert upload.size == 10
+    assert _files(store.root) == [store.path(sha)]
+
+
+def test_core_storage_staged_upload_over_limit(store: LocalArtifactStore) -> None:
+    upload = store.stage(max_bytes=8)
+    upload.write(b"1234")
+    with pytest.raises(UploadTooLargeError, match="limit of 8 bytes") as raised, upload:
+        upload.write(b"56789")
+    assert raised.value.limit == 8
+    assert not upload.temp_path.exists()
+    assert _files(store.root) == []
+    with pytest.raises(StorageError, match="already"):
+        upload.write(b"more")
+
+
+def test_core_storage_staged_upload_abandoned_on_error(store: LocalArtifactStore) -> None:
+    with pytest.raises(RuntimeError, match="validation failed"), store.stage() as upload:
+        upload.write(b"not a model")
+        raise RuntimeError("validation failed")
+    assert _files(store.root) == []
+
+
+def test_core_storage_remove_stale_temporaries(store: LocalArtifactStore) -> None:
+    sha = store.put_bytes(b"kept")
+    stale = store.root / "staging" / ".tmp-crashed"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"partial")
+    os.utime(stale, (0, 0))
+    fresh_upload = store.stage()
+    assert store.remove_stale_temporaries(older_than_seconds=60) == 1
+    assert not stale.exists() and fresh_upload.temp_path.exists() and store.exists(sha)
+    fresh_upload.discard()
