@@ -43,7 +43,9 @@ def decode_image(
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a decodable image (unknown or corrupt format)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"not a decodable image: {exc}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"image refused as a decompression bomb: {exc}") from exc

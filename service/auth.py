@@ -1,0 +1,82 @@
+"""Bearer API keys: created once, stored only as hashes, checked against scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from core.models import ApiKey, Scope, utc_now
+
+__all__ = ["KEY_PREFIX", "Principal", "authenticate", "create_key", "ensure_bootstrap_key"]
+
+KEY_PREFIX = "mpt_"
+BOOTSTRAP_NAME = "bootstrap-admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name and scopes (`admin` implies every scope)."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+def _hash(key: str) -> str:
+    # Keys are 32 random bytes: a fast hash is enough, there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _check_scopes(scopes: Iterable[str]) -> list[str]:
+    valid = {s.value for s in Scope}
+    chosen = sorted(set(scopes))
+    unknown = [s for s in chosen if s not in valid]
+    if unknown or not chosen:
+        raise ValueError(f"scopes must be a non-empty subset of {sorted(valid)}, got {chosen}")
+    return chosen
+
+
+def create_key(session: Session, name: str, scopes: Iterable[str]) -> str:
+    """Store a new key named `name` and return it; only its hash is kept."""
+    if session.scalars(sa.select(ApiKey.id).where(ApiKey.name == name)).first() is not None:
+        raise ValueError(f"an API key named {name!r} already exists")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(
+        ApiKey(name=name, prefix=key[:8], key_hash=_hash(key), scopes=_check_scopes(scopes))
+    )
+    return key
+
+
+def ensure_bootstrap_key(session: Session, token: str) -> None:
+    """Make `token` (from MPT_ADMIN_TOKEN) a valid admin key, replacing an older one."""
+    existing = session.scalars(sa.select(ApiKey).where(ApiKey.name == BOOTSTRAP_NAME)).first()
+    digest = _hash(token)
+    if existing is None:
+        session.add(
+            ApiKey(
+                name=BOOTSTRAP_NAME, prefix=token[:8], key_hash=digest, scopes=[Scope.ADMIN.value]
+            )
+        )
+    elif existing.key_hash != digest or existing.revoked_at is not None:
+        existing.prefix, existing.key_hash, existing.revoked_at = token[:8], digest, None
+
+
+def authenticate(session: Session, key: str) -> Principal | None:
+    """The principal behind `key`, or None for an unknown or revoked key."""
+    digest = _hash(key)
+    candidates = session.scalars(
+        sa.select(ApiKey).where(ApiKey.prefix == key[:8], ApiKey.revoked_at.is_(None))
+    )
+    for row in candidates:
+        if hmac.compare_digest(row.key_hash, digest):
+            row.last_used_at = utc_now()
+            return Principal(row.name, frozenset(row.scopes))
+    return None

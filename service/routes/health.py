@@ -1,0 +1,32 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.deps import StateDep
+from service.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def get_health() -> Health:
+    """Liveness: the process answers. No key needed."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+def get_ready(state: StateDep, response: Response) -> Health:
+    """Readiness: every deployment with an active release has it loaded. No key needed."""
+    loaded = state.registry.readiness()
+    ready = all(loaded.values())
+    if not ready:
+        response.status_code = 503
+    return Health(status="ready" if ready else "loading", deployments=loaded)
+
+
+@router.get("/metrics", response_class=Response)
+def get_metrics(state: StateDep) -> Response:
+    """Prometheus metrics in the text exposition format. No key needed."""
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
