@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mpt import models
 from mpt.errors import PackageError
+from mpt.exported import EXPORTED_ARCH, EXPORTED_NAME, export_program, load_program
 from mpt.manifest import FORMAT_VERSION, InputSpec, Manifest, preprocess
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "load_package",
     "preprocess",
     "read_manifest",
+    "save_exported_package",
     "save_package",
 ]
 
@@ -92,6 +94,27 @@ def save_package(path: str | os.PathLike[str], model: nn.Module, manifest: Manif
     return path
 
 
+def save_exported_package(
+    path: str | os.PathLike[str], model: nn.Module, manifest: Manifest
+) -> Path:
+    """Write `model` as a `torch.export` program (`model.pt2`) with `manifest`, whose
+    `arch` becomes `exported`: a frozen model that loads without its Python class."""
+    frozen = Manifest(
+        EXPORTED_ARCH,
+        manifest.num_classes,
+        list(manifest.labels),
+        manifest.input,
+        manifest.format_version,
+        dict(manifest.info),
+    )
+    program = export_program(model, manifest.input)
+    target = Path(path)
+    _write_atomically(
+        target, {MANIFEST_NAME: json.dumps(frozen.to_dict()).encode(), EXPORTED_NAME: program}
+    )
+    return target
+
+
 def _write_atomically(path: Path, members: Mapping[str, bytes]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -133,6 +156,9 @@ def load_package(
     """
     with _open_zip(source) as archive:
         manifest = _read_manifest(archive)
+        if manifest.arch == EXPORTED_ARCH:
+            program = _read_member(archive, EXPORTED_NAME, max_bytes)
+            return ModelPackage(manifest, load_program(program, manifest.input).to(device))
         state = _read_weights(archive, max_bytes)
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
         try:

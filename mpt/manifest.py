@@ -99,7 +99,9 @@ class Manifest:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or not models.is_known(self.arch):
+        if not isinstance(self.arch, str) or not (
+            models.is_known(self.arch) or self.arch == "exported"
+        ):
             valid = ", ".join(models.names())
             raise _invalid("arch", f"names an unknown architecture {self.arch!r} (valid: {valid})")
         _check_int("num_classes", self.num_classes, 1)
