@@ -11,6 +11,7 @@ from core import releases
 from core.models import ArtifactKind, FlipReportRecord, Release
 from core.storage import StagedUpload
 from mpt.errors import MPTError
+from mpt.exported import EXPORTED_ARCH
 from mpt.io import ModelPackage, load_package
 from service.deps import AdminKey, ReadKey, SessionDep, StateDep, scope_doc
 from service.errors import Conflict, NotFound, Unprocessable
@@ -32,6 +33,11 @@ def _validate_package(staged: StagedUpload) -> ModelPackage:
     except (MPTError, ValueError, RuntimeError) as exc:
         raise Unprocessable(f"the model package is not usable: {exc}") from exc
     return package
+
+
+def _kind(package: ModelPackage) -> str:
+    exported = package.manifest.arch == EXPORTED_ARCH
+    return ArtifactKind.EXPORTED if exported else ArtifactKind.PACKAGE
 
 
 @router.post(
@@ -64,7 +70,7 @@ async def register_release(
         session,
         deployment,
         artifact_sha256=sha256,
-        artifact_kind=ArtifactKind.PACKAGE,
+        artifact_kind=_kind(package),
         manifest=package.manifest.to_dict(),
         actor=key.name,
     )
