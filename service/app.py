@@ -10,12 +10,13 @@ from fastapi import FastAPI, Request, Response
 from core import db
 from core.settings import Settings, get_settings
 from core.storage import LocalArtifactStore
+from core.tasks import make_celery
 from service.auth import ensure_bootstrap_key
 from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
 from service.metrics import ServiceMetrics
-from service.routes import datasets, deployments, health, predict, releases
+from service.routes import datasets, deployments, health, predict, releases, upgrades
 from service.serving.registry import ServingRegistry
 
 __all__ = ["create_app"]
@@ -40,7 +41,7 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         poll_seconds=settings.release_poll_seconds,
         on_swap=metrics.set_active,
     )
-    return AppState(settings, sessions, store, registry, metrics)
+    return AppState(settings, sessions, store, registry, metrics, make_celery(settings))
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -75,6 +76,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         ).inc()
 
     app.middleware("http")(request_context(count))
-    for module in (health, deployments, releases, datasets, predict):
+    for module in (health, deployments, releases, datasets, predict, upgrades):
         app.include_router(module.router)
     return app

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,7 @@ class AppState:
     store: LocalArtifactStore
     registry: ServingRegistry
     metrics: ServiceMetrics
+    celery: Celery
 
 
 def get_state(request: Request) -> AppState:

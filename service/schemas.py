@@ -116,3 +116,39 @@ class PredictResponse(BaseModel):
 class Health(BaseModel):
     status: str
     deployments: dict[str, bool] = Field(default_factory=dict)
+
+
+class UpgradeCreate(BaseModel):
+    """An upgrade job: train the active release's successor on an extended dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str
+    method: str = "mpt_kl"
+    arch: str = "small_cnn"
+    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    lr: float = Field(0.1, gt=0, le=10)
+    bias: float | list[float] | None = Field(
+        None, description="one value or a list to sweep; default [0, 1, 2, 4] for MPT methods"
+    )
+    seed: int = Field(0, ge=0)
+    gate: GatePolicy | None = None
+    auto_promote: bool = False
+
+
+class UpgradeRead(BaseModel):
+    id: str
+    deployment: str
+    status: str
+    phase: str | None
+    progress: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    release_version: int | None
+    gate: dict[str, Any] | None
+    error: str | None
+    request: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

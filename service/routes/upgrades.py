@@ -1,0 +1,210 @@
+"""Upgrade jobs: submit (validated, then enqueued by task name), read, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header
+
+from core import releases
+from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
+from core.tasks import enqueue_upgrade
+from mpt import methods, models
+from service.deps import AdminKey, ReadKey, SessionDep, StateDep, scope_doc
+from service.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from service.routes.deployments import find_deployment
+from service.schemas import UpgradeCreate, UpgradeRead
+
+router = APIRouter(tags=["upgrades"])
+
+DEFAULT_BIASES = [0.0, 1.0, 2.0, 4.0]
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def _field_error(field: str, message: str) -> Unprocessable:
+    return Unprocessable(message, errors=[{"loc": ["body", field], "msg": message}])
+
+
+def _biases(body: UpgradeCreate) -> list[float] | None:
+    try:
+        method = methods.get(body.method)
+    except KeyError as exc:
+        raise _field_error("method", str(exc.args[0])) from exc
+    has_bias = "bias" in method.hyperparameters()
+    values = [body.bias] if isinstance(body.bias, int | float) else body.bias
+    if not has_bias:
+        if values is not None:
+            raise _field_error("bias", f"method {body.method!r} has no bias; leave it out")
+        return None
+    values = DEFAULT_BIASES if values is None else [float(v) for v in values]
+    if not values or any(v < 0 for v in values):
+        raise _field_error("bias", f"bias values must be >= 0 and at least one, got {values}")
+    return values
+
+
+def _check_dataset(session: SessionDep, body: UpgradeCreate, active: Release) -> None:
+    dataset = session.get(DatasetRecord, body.dataset_id)
+    if dataset is None:
+        raise _field_error("dataset_id", f"dataset {body.dataset_id!r} does not exist")
+    missing = [label for label in active.labels if label not in set(dataset.classes)]
+    if missing:
+        raise _field_error(
+            "dataset_id",
+            f"the dataset lacks {len(missing)} class(es) of the "
+            f"active release {active.version}: {missing}",
+        )
+    if len(dataset.classes) <= len(active.labels):
+        raise _field_error("dataset_id", "the dataset adds no new classes")
+    spec = active.input_spec
+    expected = [spec["channels"], spec["height"], spec["width"]]
+    if list(dataset.image_shape) != expected:
+        raise _field_error(
+            "dataset_id",
+            f"dataset images are {dataset.image_shape} (C, H, W); "
+            f"the active release expects {expected}",
+        )
+
+
+def _request(body: UpgradeCreate, biases: list[float] | None) -> dict[str, Any]:
+    if body.arch not in models.names():
+        raise _field_error("arch", f"unknown architecture {body.arch!r}; valid: {models.names()}")
+    request = body.model_dump(exclude={"gate", "dataset_id"})
+    request["bias"] = biases
+    request["gate"] = None if body.gate is None else body.gate.model_dump(exclude_none=True)
+    return request
+
+
+def upgrade_read(job: UpgradeJob, deployment: str, release: Release | None) -> UpgradeRead:
+    return UpgradeRead(
+        id=job.id,
+        deployment=deployment,
+        status=job.status,
+        phase=job.phase,
+        progress=job.progress,
+        candidates=job.candidates,
+        release_version=release.version if release else None,
+        gate=job.gate,
+        error=job.error,
+        request=job.request,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _existing(session: SessionDep, deployment: Deployment, key: str | None) -> UpgradeJob | None:
+    if key is None:
+        return None
+    return session.scalars(
+        sa.select(UpgradeJob).where(
+            UpgradeJob.deployment_id == deployment.id, UpgradeJob.idempotency_key == key
+        )
+    ).first()
+
+
+@router.post(
+    "/v1/deployments/{name}/upgrades",
+    response_model=UpgradeRead,
+    status_code=202,
+    openapi_extra=scope_doc("admin"),
+)
+def submit_upgrade(
+    name: str,
+    body: UpgradeCreate,
+    state: StateDep,
+    session: SessionDep,
+    key: AdminKey,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> UpgradeRead:
+    """Queue an upgrade of the deployment's active release; the same `Idempotency-Key`
+    returns the same job. Scope: admin."""
+    deployment = find_deployment(session, name)
+    if (job := _existing(session, deployment, idempotency_key)) is not None:
+        return _read(session, job)
+    active = deployment.active_release
+    if active is None:
+        raise Conflict(f"deployment {name!r} has no active release to upgrade")
+    biases = _biases(body)
+    request = _request(body, biases)
+    _check_dataset(session, body, active)
+    running = session.scalars(
+        sa.select(UpgradeJob.id).where(
+            UpgradeJob.deployment_id == deployment.id, UpgradeJob.status.in_(ACTIVE)
+        )
+    ).first()
+    if running is not None:
+        raise Conflict(
+            f"job {running} is still queued or running for {name!r}; cancel it or "
+            "wait for it to finish"
+        )
+    job = UpgradeJob(
+        deployment_id=deployment.id,
+        dataset_id=body.dataset_id,
+        base_release_id=active.id,
+        request=request,
+        progress={"fraction": 0.0},
+        candidates=[],
+        idempotency_key=idempotency_key,
+    )
+    session.add(job)
+    session.flush()
+    releases.audit(
+        session,
+        key.name,
+        "submit_upgrade",
+        deployment=deployment,
+        release=active,
+        detail={"job": job.id},
+    )
+    session.commit()
+    _enqueue(state, session, job)
+    return upgrade_read(job, name, None)
+
+
+def _enqueue(state: StateDep, session: SessionDep, job: UpgradeJob) -> None:
+    try:
+        enqueue_upgrade(state.celery, job.id)
+    except Exception as exc:
+        job.status, job.error, job.finished_at = JobStatus.FAILED, f"broker: {exc}", utc_now()
+        session.commit()
+        raise ServiceUnavailable(
+            f"the job queue is unreachable ({exc}); job {job.id} failed"
+        ) from exc
+
+
+def _read(session: SessionDep, job: UpgradeJob) -> UpgradeRead:
+    deployment = session.get_one(Deployment, job.deployment_id)
+    release = session.get(Release, job.result_release_id) if job.result_release_id else None
+    return upgrade_read(job, deployment.name, release)
+
+
+def _find_job(session: SessionDep, job_id: str) -> UpgradeJob:
+    job = session.get(UpgradeJob, job_id)
+    if job is None:
+        raise NotFound(f"upgrade job {job_id!r} does not exist")
+    return job
+
+
+@router.get("/v1/upgrades/{job_id}", response_model=UpgradeRead, openapi_extra=scope_doc("read"))
+def get_upgrade(job_id: str, session: SessionDep, key: ReadKey) -> UpgradeRead:
+    """Status, phase, progress, candidates, gate and result of a job. Scope: read."""
+    return _read(session, _find_job(session, job_id))
+
+
+@router.post(
+    "/v1/upgrades/{job_id}/cancel", response_model=UpgradeRead, openapi_extra=scope_doc("admin")
+)
+def cancel_upgrade(job_id: str, session: SessionDep, key: AdminKey) -> UpgradeRead:
+    """Ask a job to stop: a queued job is cancelled now, a running one between two training
+    steps (within a few seconds). Scope: admin."""
+    job = _find_job(session, job_id)
+    if job.status not in ACTIVE:
+        raise Conflict(f"job {job_id} is already {job.status}")
+    job.cancel_requested = True
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at = JobStatus.CANCELLED, utc_now()
+    releases.audit(session, key.name, "cancel_upgrade", detail={"job": job_id})
+    session.commit()
+    return _read(session, job)

@@ -1,0 +1,37 @@
+"""The Celery tasks: thin, they get a job id and hand it to `worker.pipeline`.
+
+Start a worker with `celery -A worker.tasks worker -Q gpu --concurrency=1` (one per GPU).
+Settings, the database engine and the store are made on the first task in the child
+process, so nothing (and no CUDA) is touched before the worker forks.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+
+from celery import Task
+
+from core import db
+from core.settings import get_settings
+from core.storage import LocalArtifactStore
+from core.tasks import RUN_UPGRADE, make_celery
+from worker.pipeline import WorkerContext, run_job
+
+__all__ = ["app", "run_upgrade"]
+
+app = make_celery(get_settings())
+
+
+@lru_cache(maxsize=1)
+def context() -> WorkerContext:
+    settings = get_settings()
+    sessions = db.make_session_factory(db.make_engine(settings.database_url))
+    return WorkerContext(settings, sessions, LocalArtifactStore(settings.artifact_dir))
+
+
+@app.task(name=RUN_UPGRADE, bind=True)
+def run_upgrade(self: Task, job_id: str) -> str:
+    """Run one upgrade job; its row, not a result backend, records what happened."""
+    worker_id = f"{socket.gethostname()}:{self.request.hostname}:{self.request.id}"
+    return run_job(context(), job_id, worker_id)
