@@ -100,6 +100,32 @@ class Settings(BaseSettings):
         default="127.0.0.1", min_length=1, description="`mpt-service serve` bind address."
     )
     port: int = Field(default=8000, ge=1, le=65535, description="`mpt-service serve` port.")
+    embedded_worker: bool | None = Field(
+        default=None,
+        description="Start a Celery worker beside the API; default: only with the embedded "
+        "(sqla+) broker.",
+    )
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        """Whether the API starts its own worker process."""
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.broker_url.startswith("sqla+")
+
+    def environment(self) -> dict[str, str]:
+        """These settings as `MPT_*` variables, for a child process (the embedded worker)."""
+        values = {
+            "var_dir": self.var_dir,
+            "database_url": self.database_url,
+            "artifact_dir": self.artifact_dir,
+            "broker_url": self.broker_url,
+            "job_heartbeat_seconds": self.job_heartbeat_seconds,
+            "job_stale_seconds": self.job_stale_seconds,
+            "job_max_retries": self.job_max_retries,
+            "log_level": self.log_level,
+        }
+        return {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from core.settings import Settings, get_settings
 from core.storage import LocalArtifactStore
 from core.tasks import make_celery
 from service.auth import ensure_bootstrap_key
+from service.background import EmbeddedWorker, JobJanitor
 from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
@@ -55,9 +57,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.mpt = state
         await state.registry.sync()
         state.registry.start()
+        janitor = JobJanitor(settings, state.sessions, state.celery)
+        janitor.start()
+        worker = EmbeddedWorker(settings) if settings.runs_embedded_worker else None
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            await janitor.stop()
             await state.registry.stop()
 
     app = FastAPI(

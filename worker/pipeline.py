@@ -39,7 +39,7 @@ from mpt.io import ModelPackage, load_package, save_package
 from mpt.train import TrainConfig, TrainingStopped
 from mpt.upgrade import UpgradeResult, upgrade
 from worker.gate import GateResult, evaluate_gate
-from worker.progress import JobProgress
+from worker.progress import JobProgress, LeaseLost
 
 __all__ = ["WorkerContext", "claim_job", "run_job"]
 
@@ -98,7 +98,9 @@ def run_job(ctx: WorkerContext, job_id: str, worker_id: str) -> str:
     if not claim_job(ctx, job_id, worker_id):
         return "skipped"
     try:
-        _execute(ctx, job_id)
+        _execute(ctx, job_id, worker_id)
+    except LeaseLost:
+        return "lost"
     except TrainingStopped:
         _finish(ctx, job_id, JobStatus.CANCELLED, phase=None)
         shutil.rmtree(ctx.checkpoints(job_id), ignore_errors=True)
@@ -143,7 +145,7 @@ def _reference_key(inputs: _Inputs, config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _execute(ctx: WorkerContext, job_id: str) -> None:
+def _execute(ctx: WorkerContext, job_id: str, worker_id: str) -> None:
     inputs = _load_inputs(ctx, job_id)
     request = inputs.job.request
     old = load_package(ctx.store.path(inputs.base.artifact_sha256))
@@ -158,7 +160,7 @@ def _execute(ctx: WorkerContext, job_id: str) -> None:
     reference = _cached_reference(ctx, reference_index)
     biases = request.get("bias")
     stages = (0 if reference else 1) + (len(biases) if biases else 1)
-    progress = JobProgress(ctx.sessions, job_id, stages)
+    progress = JobProgress(ctx.sessions, job_id, worker_id, stages)
 
     def hooks_for(stage: str) -> Any:
         phase = JobPhase.REFERENCE if stage == "reference" else JobPhase.CANDIDATES

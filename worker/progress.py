@@ -4,7 +4,7 @@ flag, at most about once a second."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,16 +12,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import UpgradeJob, utc_now
 from mpt.train import EpochStats, Hooks, StepStats
 
-__all__ = ["JobProgress", "StageHooks"]
+__all__ = ["JobProgress", "LeaseLost", "StageHooks"]
+
+
+class LeaseLost(RuntimeError):
+    """The job was handed to another worker (this one was presumed dead): stop at once."""
 
 
 class JobProgress:
     """The progress of one job across its training stages."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], job_id: str, stages: int, interval: float = 1.0
+        self,
+        sessions: sessionmaker[Session],
+        job_id: str,
+        worker_id: str,
+        stages: int,
+        interval: float = 1.0,
     ) -> None:
         self.sessions, self.job_id, self.stages = sessions, job_id, max(1, stages)
+        self.worker_id = worker_id
         self.interval, self.stage = interval, -1
         self.state: dict[str, Any] = {"fraction": 0.0}
         self._last_write = 0.0
@@ -38,11 +48,12 @@ class JobProgress:
         values: dict[str, Any] = {"progress": dict(self.state), "heartbeat_at": utc_now()}
         if phase is not None:
             values["phase"] = phase
+        owned = sa.and_(UpgradeJob.id == self.job_id, UpgradeJob.worker_id == self.worker_id)
         with self.sessions() as session:
-            session.execute(
-                sa.update(UpgradeJob).where(UpgradeJob.id == self.job_id).values(**values)
-            )
+            result = session.execute(sa.update(UpgradeJob).where(owned).values(**values))
             session.commit()
+        if cast(sa.CursorResult[Any], result).rowcount == 0:
+            raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
 
     def cancelled(self) -> bool:
         """Whether the job's cancel flag is set (read from the database once a second)."""
