@@ -43,6 +43,7 @@ class FlipBenchConfig:
     num_old: int
     seeds: int = 3
     epochs: int = 15
+    old_epochs: int | None = None  # the old model's epochs; default `epochs`
     arch: str = "small_cnn"
     methods: tuple[str, ...] = tuple(methods.names())
     sweep: tuple[str, ...] = ("mpt_kl",)  # methods trained once per value of `biases`
@@ -63,6 +64,7 @@ class FlipBenchConfig:
             num_old=args.num_old,
             seeds=args.seeds,
             epochs=args.epochs,
+            old_epochs=args.old_epochs,
             arch=args.arch,
             methods=tuple(args.methods),
             sweep=tuple(args.sweep),
@@ -84,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-old", type=int, required=True, help="old model's classes: 0..K-1")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..S-1)")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--old-epochs", type=int, help="the old model's epochs (default: --epochs)")
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument(
         "--methods", nargs="+", default=methods.names(), choices=methods.names(), metavar="METHOD"
@@ -174,7 +177,8 @@ def _run_seed(
     )
     bar = lambda stage: ProgressBar(f"seed {seed} {stage}", enabled=progress)  # noqa: E731
     old_data = split_classes(dataset, list(range(config.num_old)))
-    old, _ = train_package(old_data, arch=config.arch, config=train, hooks=bar("old"))
+    old_train = replace(train, epochs=config.old_epochs or config.epochs)
+    old, _ = train_package(old_data, arch=config.arch, config=old_train, hooks=bar("old"))
     spec = old.manifest.input
     tick = time.perf_counter()
     ref, ref_result = train_package(

@@ -122,7 +122,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"- training: `{config['arch']}`, {config['epochs']} epochs, batch {config['batch_size']}, "
         f"lr {config['lr']}, SGD + cosine; ELODI ensemble of {config['ensemble_size']}; "
         f"{seeds} seeds",
-        f"- old model error on old classes: {_pct(old_err) if old_err else 'n/a'} %",
+        f"- old model: {config.get('old_epochs') or config['epochs']} epochs on its classes; "
+        f"its error on old-class test samples: {_pct(old_err) if old_err else 'n/a'} %",
         f"- machine: {machine['device']}, {machine['processor']}, {machine['cpu_threads']} "
         f"threads, torch {machine['torch']}; total {result['total_seconds'] / 60:.1f} min, "
         f"finished {result['finished']}",
