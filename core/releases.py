@@ -238,10 +238,10 @@ def rollback(
         raise ConflictError(f"release {current.version} has no previous release to go back to")
     if target.id == current.id:
         raise ConflictError(f"release {target.version} is already active")
-    if target.status == ReleaseStatus.REJECTED:
+    if target.status != ReleaseStatus.RETIRED:
         raise ConflictError(
-            f"release {target.version} was rejected by its gate; promote it "
-            "with force and a reason instead"
+            f"release {target.version} is {target.status}, not a release that was active "
+            "before; only retired releases can be rolled back to (promote it instead)"
         )
     _activate(deployment, target)
     target.previous_release_id = current.id

@@ -12,7 +12,7 @@ from core import db
 from core.settings import Settings, get_settings
 from core.storage import LocalArtifactStore
 from core.tasks import make_celery
-from service.auth import ensure_bootstrap_key
+from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
 from service.deps import AppState
 from service.errors import install_handlers
@@ -43,7 +43,9 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         poll_seconds=settings.release_poll_seconds,
         on_swap=metrics.set_active,
     )
-    return AppState(settings, sessions, store, registry, metrics, make_celery(settings))
+    return AppState(
+        settings, sessions, store, registry, metrics, make_celery(settings), KeyCache(sessions)
+    )
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:

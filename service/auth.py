@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import ApiKey, Scope, utc_now
 
-__all__ = ["KEY_PREFIX", "Principal", "authenticate", "create_key", "ensure_bootstrap_key"]
+__all__ = [
+    "KEY_PREFIX",
+    "KeyCache",
+    "Principal",
+    "authenticate",
+    "create_key",
+    "ensure_bootstrap_key",
+]
 
 KEY_PREFIX = "mpt_"
 BOOTSTRAP_NAME = "bootstrap-admin"
@@ -80,3 +88,28 @@ def authenticate(session: Session, key: str) -> Principal | None:
             row.last_used_at = utc_now()
             return Principal(row.name, frozenset(row.scopes))
     return None
+
+
+class KeyCache:
+    """Valid keys remembered for `ttl` seconds, so a request costs no database round trip.
+    A revoked key stops working within `ttl`; unknown keys are always looked up."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], ttl: float = 30.0, max_entries: int = 10_000
+    ) -> None:
+        self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def principal(self, key: str) -> Principal | None:
+        digest, now = _hash(key), time.monotonic()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with self.sessions() as session:
+            principal = authenticate(session, key)
+            session.commit()
+        if principal is not None:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = (principal, now + self.ttl)
+        return principal

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
 from core.storage import LocalArtifactStore
-from service.auth import Principal, authenticate
+from service.auth import KeyCache, Principal
 from service.errors import Forbidden, Unauthorized
 from service.metrics import ServiceMetrics
 from service.serving.registry import ServingRegistry
@@ -41,6 +41,7 @@ class AppState:
     registry: ServingRegistry
     metrics: ServiceMetrics
     celery: Celery
+    keys: KeyCache
 
 
 def get_state(request: Request) -> AppState:
@@ -78,9 +79,7 @@ def require_scope(scope: str) -> Callable[..., Principal]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        with state.sessions() as session:
-            principal = authenticate(session, credentials.credentials)
-            session.commit()
+        principal = state.keys.principal(credentials.credentials)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         if not principal.allows(scope):

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import Request, UploadFile
+from collections.abc import AsyncGenerator
+
+from fastapi import Request
+from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from core.storage import LocalArtifactStore, StagedUpload, UploadTooLargeError
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
-__all__ = ["check_content_length", "require_multipart", "stage_upload"]
+__all__ = [
+    "check_content_length",
+    "form_text",
+    "read_form",
+    "require_multipart",
+    "stage_upload",
+]
 
 _CHUNK = 1024 * 1024
 
@@ -29,7 +39,7 @@ def check_content_length(request: Request, limit: int) -> None:
 
 
 async def stage_upload(
-    file: UploadFile | None, store: LocalArtifactStore, limit: int
+    file: StarletteUpload | str | None, store: LocalArtifactStore, limit: int
 ) -> StagedUpload:
     """Copy the uploaded file into a staged upload (the caller commits or discards it)."""
     if file is None or not isinstance(file, StarletteUpload):
@@ -48,3 +58,36 @@ async def stage_upload(
         staged.discard()
         raise
     return staged
+
+
+async def read_form(request: Request, limit: int, max_files: int = 1) -> FormData:
+    """The multipart form, its body read only up to `limit` bytes (413 past it, before the
+    rest is read). Files are spooled by Starlette; close the form when done."""
+    require_multipart(request)
+    check_content_length(request, limit)
+
+    async def capped() -> AsyncGenerator[bytes, None]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            yield chunk
+
+    try:
+        return await MultiPartParser(request.headers, capped(), max_files=max_files).parse()
+    except MultiPartException as exc:
+        raise Unprocessable(f"the multipart body is malformed: {exc.message}") from exc
+
+
+def form_text(form: FormData, name: str, max_length: int = 255) -> str | None:
+    """A text field of the form, or None; 422 when it is a file or too long."""
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise Unprocessable(
+            f"form field {name!r} must be text of at most {max_length} characters",
+            errors=[{"loc": ["body", name], "msg": "invalid text field"}],
+        )
+    return value

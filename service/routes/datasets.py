@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 
 from core import releases
 from core.models import DatasetRecord
@@ -17,7 +18,7 @@ from service.errors import NotFound, Unprocessable
 from service.ingest.archives import ArchiveLimits
 from service.ingest.datasets import DatasetUploadError, IngestOptions, read_dataset
 from service.schemas import DatasetRead
-from service.uploads import check_content_length, require_multipart, stage_upload
+from service.uploads import form_text, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -49,38 +50,69 @@ def _check_covers(session: SessionDep, dataset: ImageDataset, deployment: str) -
         )
 
 
-@router.post("", response_model=DatasetRead, status_code=201, openapi_extra=scope_doc("admin"))
+_UPLOAD_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".zip/.tar.gz image tree or .npz",
+                        },
+                        "name": {"type": "string"},
+                        "resize": {"type": "string", "example": "32x32"},
+                        "deployment": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    **scope_doc("admin"),
+}
+
+
+def _ingest(
+    state: StateDep, path: Path, title: str, options: IngestOptions
+) -> tuple[ImageDataset, str]:
+    try:
+        return read_dataset(path, title, options)
+    except DatasetUploadError as exc:
+        raise Unprocessable(str(exc), errors=exc.errors) from exc
+
+
+@router.post("", response_model=DatasetRead, status_code=201, openapi_extra=_UPLOAD_DOC)
 async def upload_dataset(
-    request: Request,
-    state: StateDep,
-    session: SessionDep,
-    key: AdminKey,
-    file: Annotated[UploadFile | None, File()] = None,
-    name: Annotated[str | None, Form(max_length=255)] = None,
-    resize: Annotated[str | None, Form()] = None,
-    deployment: Annotated[str | None, Form()] = None,
+    request: Request, state: StateDep, session: SessionDep, key: AdminKey
 ) -> DatasetRead:
     """Upload a `.zip`/`.tar.gz` image tree or an `.npz` (multipart field `file`); optional
-    `resize=HxW`, and `deployment` to check it covers that deployment's active labels.
-    Scope: admin."""
-    require_multipart(request)
-    check_content_length(request, state.settings.max_upload_bytes)
-    staged = await stage_upload(file, state.store, state.settings.max_upload_bytes)
-    title = name or (file.filename if file and file.filename else "dataset")
+    `name`, `resize=HxW`, and `deployment` to check it covers that deployment's active
+    labels. Scope: admin."""
+    form = await read_form(request, state.settings.max_upload_bytes)
+    try:
+        size = _parse_size(form_text(form, "resize"))
+        deployment = form_text(form, "deployment")
+        upload = form.get("file")
+        filename = getattr(upload, "filename", None)
+        title = form_text(form, "name") or filename or "dataset"
+        staged = await stage_upload(upload, state.store, state.settings.max_upload_bytes)
+    finally:
+        await form.close()
     options = IngestOptions(
         max_pixels=state.settings.max_image_pixels,
-        size=_parse_size(resize),
+        size=size,
         limits=ArchiveLimits(max_total_bytes=4 * state.settings.max_upload_bytes),
     )
     with staged:
         staged.close()
-        try:
-            dataset, kind = read_dataset(staged.temp_path, title, options)
-        except DatasetUploadError as exc:
-            raise Unprocessable(str(exc), errors=exc.errors) from exc
+        dataset, kind = await asyncio.to_thread(_ingest, state, staged.temp_path, title, options)
         if deployment:
             _check_covers(session, dataset, deployment)
-        decoded_sha = _store_decoded(state, dataset)
+        decoded_sha = await asyncio.to_thread(_store_decoded, state, dataset)
         record = DatasetRecord(
             name=title,
             sha256=staged.sha256,

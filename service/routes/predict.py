@@ -72,8 +72,13 @@ async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
         form = await MultiPartParser(request.headers, replay(), max_files=1024).parse()
     except MultiPartException as exc:
         raise Unprocessable(f"the multipart body is malformed: {exc.message}") from exc
-    uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-    return [(item.filename or f"files[{i}]", await item.read()) for i, item in enumerate(uploads)]
+    try:
+        uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+        return [
+            (item.filename or f"files[{i}]", await item.read()) for i, item in enumerate(uploads)
+        ]
+    finally:
+        await form.close()
 
 
 async def _inputs(request: Request, served: ServedModel, state: StateDep) -> tuple[Tensor, int]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi import APIRouter, Body, Request
 
 from core import releases
 from core.models import ArtifactKind, FlipReportRecord, Release
@@ -18,7 +19,7 @@ from service.errors import Conflict, NotFound, Unprocessable
 from service.routes.deployments import find_deployment
 from service.schemas import ListOf, PromoteRequest, ReleaseRead, RollbackRequest
 from service.serving.holder import ServedModel
-from service.uploads import check_content_length, require_multipart, stage_upload
+from service.uploads import form_text, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["releases"])
 
@@ -40,31 +41,61 @@ def _kind(package: ModelPackage) -> str:
     return ArtifactKind.EXPORTED if exported else ArtifactKind.PACKAGE
 
 
-@router.post(
-    "/releases", response_model=ReleaseRead, status_code=201, openapi_extra=scope_doc("admin")
-)
+_UPLOAD_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "model package",
+                        },
+                        "activate": {"type": "boolean", "default": False},
+                    },
+                }
+            }
+        },
+    },
+    **scope_doc("admin"),
+}
+
+
+def _flag(value: str | None, field: str) -> bool:
+    if value is None or value.lower() in ("false", "0", "no", ""):
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    raise Unprocessable(
+        f"form field {field!r} must be true or false, got {value!r}",
+        errors=[{"loc": ["body", field], "msg": "expected a boolean"}],
+    )
+
+
+@router.post("/releases", response_model=ReleaseRead, status_code=201, openapi_extra=_UPLOAD_DOC)
 async def register_release(
-    name: str,
-    request: Request,
-    state: StateDep,
-    session: SessionDep,
-    key: AdminKey,
-    file: Annotated[UploadFile | None, File()] = None,
-    activate: Annotated[bool, Form()] = False,
+    name: str, request: Request, state: StateDep, session: SessionDep, key: AdminKey
 ) -> ReleaseRead:
     """Register a release from a model package (multipart field `file`); `activate=true`
     makes it active when the deployment has no active release yet. Scope: admin."""
-    require_multipart(request)
-    check_content_length(request, state.settings.max_upload_bytes)
     deployment = find_deployment(session, name)
-    if activate and deployment.active_release_id is not None:
-        raise Conflict(
-            f"deployment {name!r} already has an active release; later releases "
-            "become active only through promotion"
-        )
-    staged = await stage_upload(file, state.store, state.settings.max_upload_bytes)
+    form = await read_form(request, state.settings.max_upload_bytes)
+    try:
+        activate = _flag(form_text(form, "activate"), "activate")
+        if activate and deployment.active_release_id is not None:
+            raise Conflict(
+                f"deployment {name!r} already has an active release; later "
+                "releases become active only through promotion"
+            )
+        staged = await stage_upload(form.get("file"), state.store, state.settings.max_upload_bytes)
+    finally:
+        await form.close()
     with staged:
-        package = _validate_package(staged)
+        package = await asyncio.to_thread(_validate_package, staged)
         sha256 = staged.commit()
     release = releases.add_release(
         session,

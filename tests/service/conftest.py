@@ -219,8 +219,14 @@ class Api:
 
 
 def make_settings(var_dir: Path, **overrides: Any) -> Settings:
-    """Settings of a test: everything under `var_dir`, the environment's `.env` ignored."""
-    values: dict[str, Any] = {"var_dir": var_dir, "admin_token": ADMIN_TOKEN, **overrides}
+    """Settings of a test: everything under `var_dir`, the environment's `.env` ignored, no
+    Celery worker started beside the API (these tests never run jobs)."""
+    values: dict[str, Any] = {
+        "var_dir": var_dir,
+        "admin_token": ADMIN_TOKEN,
+        "embedded_worker": False,
+        **overrides,
+    }
     return Settings(_env_file=None, **values)
 
 

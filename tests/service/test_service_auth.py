@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 pytestmark = pytest.mark.anyio
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
+PATH_VALUES = {"name": "default", "version": "1"}
 
 
 async def test_auth_request_without_key_is_401_with_challenge(api, problem) -> None:
@@ -135,7 +138,7 @@ async def test_auth_documented_scope_is_the_enforced_one(live, problem) -> None:
             scope = operation.get("x-required-scope")
             if scope not in wrong:
                 continue
-            url = path.format(name="default", version=1, dataset_id="none")
+            url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "none"), path)
             response = await live.client.request(method, url, headers=wrong[scope])
             problem(response, 403)
             checked += 1

@@ -16,10 +16,6 @@ OLD_LABELS = ["0", "1", "2", "3", "4"]
 
 # /predict never closes the files its multipart parser spools (see
 # test_predict_multipart_closes_its_spooled_files); the other multipart tests tolerate that.
-LEAKS_SPOOLED_FILES = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function SpooledTemporaryFile.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 
 
 @torch.no_grad()
@@ -60,7 +56,6 @@ async def test_predict_named_deployment(live, packages) -> None:
     assert [len(p["top_k"]) for p in response.json()["predictions"]] == [5, 5]
 
 
-@LEAKS_SPOOLED_FILES
 async def test_predict_multipart_png_matches_json(live, packages, make) -> None:
     images = packages.test_images(range(5), 3)
     files = [make.png_of(image) for image in images]
@@ -73,7 +68,6 @@ async def test_predict_multipart_png_matches_json(live, packages, make) -> None:
     assert got == want
 
 
-@LEAKS_SPOOLED_FILES
 async def test_predict_multipart_converts_and_resizes_to_the_spec(live, make) -> None:
     files = [make.png((24, 20), mode="RGB"), make.png((5, 7), mode="L", seed=1)]
     response = await live.client.post("/v1/deployments/default/predict", files=_images(files))
@@ -116,7 +110,6 @@ async def test_predict_label_space_that_is_not_a_prefix_is_409(live, packages, p
     problem(await live.predict(torch.zeros(1, 1, 8, 8), label_space=2), 409)
 
 
-@LEAKS_SPOOLED_FILES
 async def test_predict_undecodable_image_is_422_naming_the_input(live, make, problem) -> None:
     files = [make.png(), b"this is no image", make.png(seed=2)]
     response = await live.client.post("/predict", files=_images(files))
@@ -125,7 +118,6 @@ async def test_predict_undecodable_image_is_422_naming_the_input(live, make, pro
     assert [(e["input"], e["file"]) for e in body["errors"]] == [(1, "1.png")]
 
 
-@LEAKS_SPOOLED_FILES
 async def test_predict_image_bomb_is_422(start_api, packages, make, problem) -> None:
     api = await start_api(max_image_pixels=32 * 32)
     await api.create_deployment("default")
@@ -205,7 +197,6 @@ async def test_predict_multipart_closes_its_spooled_files(live, make, monkeypatc
     assert not unclosed, f"{len(unclosed)} spooled upload file(s) left open after the response"
 
 
-@LEAKS_SPOOLED_FILES
 async def test_predict_multipart_without_files_is_422(live, problem) -> None:
     response = await live.client.post("/predict", files={"other": ("a.png", b"x")})
     problem(response, 422)

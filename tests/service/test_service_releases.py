@@ -59,6 +59,9 @@ async def test_register_first_release_activated(api, packages) -> None:
     assert body["input_spec"]["height"] == 8 and body["activated_at"] is not None
     deployment = (await api.client.get("/v1/deployments/default")).json()
     assert deployment["active_release"]["version"] == 1
+    [registered] = _audit(api, "register_release")
+    [activated] = _audit(api, "activate")
+    assert registered.release_id == activated.release_id == _release_id(api, 1)
 
 
 async def test_register_without_activate_is_a_candidate(api, packages) -> None:
