@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import subprocess
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.jobs import recover_stale_jobs
 from core.settings import Settings
 from core.tasks import QUEUE, enqueue_upgrade
+from service.serving.background import periodic
 
 __all__ = ["EmbeddedWorker", "JobJanitor"]
 
@@ -26,7 +26,12 @@ class JobJanitor:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], celery: Celery) -> None:
         self.settings, self.sessions, self.celery = settings, sessions, celery
-        self._task: asyncio.Task[None] | None = None
+        self._loop = periodic(
+            settings.job_heartbeat_seconds,
+            lambda: asyncio.to_thread(self.sweep),
+            "stale-job sweep",
+            log,
+        )
 
     def sweep(self) -> list[str]:
         with self.sessions() as session:
@@ -39,22 +44,11 @@ class JobJanitor:
             enqueue_upgrade(self.celery, job_id)
         return requeued
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.job_heartbeat_seconds)
-            try:
-                await asyncio.to_thread(self.sweep)
-            except Exception:
-                log.exception("stale-job sweep failed")
-
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
 
 class EmbeddedWorker:

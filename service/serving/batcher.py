@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from service.serving.background import Background
 from service.serving.holder import ModelHolder, ServedModel
 
 __all__ = ["BatchResult", "InputMismatch", "MicroBatcher"]
@@ -41,18 +41,13 @@ class MicroBatcher:
     def __init__(self, holder: ModelHolder, max_size: int = 64, max_wait: float = 0.005) -> None:
         self.holder, self.max_size, self.max_wait = holder, max_size, max_wait
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background(self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def submit(self, inputs: Tensor) -> BatchResult:
         """Queue `inputs` (n, C, H, W) and wait for their logits."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.models import Deployment, Release
 from core.storage import LocalArtifactStore
 from mpt.io import InputSpec, load_package
+from service.serving.background import periodic
 from service.serving.batcher import MicroBatcher
 from service.serving.holder import ModelHolder, ServedModel
 
@@ -52,7 +52,7 @@ class ServingRegistry:
         self.batch_max_size, self.batch_max_wait = batch_max_size, batch_max_wait
         self.poll_seconds = poll_seconds
         self._slots: dict[str, _Slot] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = periodic(poll_seconds, self.sync, "loading the active releases", log)
         self._lock = asyncio.Lock()
 
     def _slot(self, name: str) -> _Slot:
@@ -102,24 +102,11 @@ class ServingRegistry:
             out[name] = loaded is not None and loaded.release_id == release.id
         return out
 
-    async def _watch(self) -> None:
-        while True:
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("could not load the active releases")
-            await asyncio.sleep(self.poll_seconds)
-
     def start(self) -> None:
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._watcher.start()
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await self._watcher.stop()
         for slot in self._slots.values():
             if slot.batcher is not None:
                 await slot.batcher.stop()
