@@ -27,7 +27,8 @@ __all__ = ["create_app"]
 def _state(settings: Settings, run_migrations: bool) -> AppState:
     if run_migrations:
         db.migrate(settings.database_url)
-    sessions = db.make_session_factory(db.make_engine(settings.database_url))
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_session_factory(engine)
     store = LocalArtifactStore(settings.artifact_dir)
     (store.root / "staging").mkdir(parents=True, exist_ok=True)
     if settings.admin_token is not None:
@@ -44,7 +45,14 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         on_swap=metrics.set_active,
     )
     return AppState(
-        settings, sessions, store, registry, metrics, make_celery(settings), KeyCache(sessions)
+        engine,
+        settings,
+        sessions,
+        store,
+        registry,
+        metrics,
+        make_celery(settings),
+        KeyCache(sessions),
     )
 
 
@@ -71,6 +79,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 await asyncio.to_thread(worker.stop)
             await janitor.stop()
             await state.registry.stop()
+            state.engine.dispose()
 
     app = FastAPI(
         title="mpt-upgrades",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
@@ -35,6 +36,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: 
 class AppState:
     """What the lifespan builds once and every request reads."""
 
+    engine: Engine
     settings: Settings
     sessions: sessionmaker[Session]
     store: LocalArtifactStore

@@ -61,12 +61,12 @@ def evaluate_gate(policy: Mapping[str, Any], report: FlipReport) -> GateResult:
     if policy.get("max_nfr") is not None:
         rules.append(_at_most("max_nfr", _bound(report.nfr.old, upper), policy["max_nfr"]))
     if policy.get("max_relative_nfr") is not None:
-        value = report.relative_nfr("old")
-        rules.append(
-            _at_most(
-                "max_relative_nfr", None if value != value else value, policy["max_relative_nfr"]
-            )
-        )
+        value: float | None = report.relative_nfr("old")
+        if report.nfr.old.n > 0 and report.nfr.old.count == 0:
+            value = 0.0  # no flips: 0/0 when the new model is never wrong, and within any limit
+        elif value != value:
+            value = None
+        rules.append(_at_most("max_relative_nfr", value, policy["max_relative_nfr"]))
     if policy.get("min_accuracy") is not None:
         rules.append(
             _at_least(
@@ -87,6 +87,7 @@ def evaluate_gate(policy: Mapping[str, Any], report: FlipReport) -> GateResult:
             )
         )
     if policy.get("per_class_max_nfr") is not None:
-        worst = max((_bound(c.nfr, upper) or 0.0 for c in report.per_class), default=None)
+        measured = [v for c in report.per_class if (v := _bound(c.nfr, upper)) is not None]
+        worst = max(measured) if measured else None
         rules.append(_at_most("per_class_max_nfr", worst, policy["per_class_max_nfr"]))
     return GateResult(all(r.passed for r in rules), rules)

@@ -223,14 +223,19 @@ def _record(
     progress.write(force=True, phase=JobPhase.GATING)
     gate = evaluate_gate(inputs.policy, result.report)
     sha256 = _store_package(ctx, result.chosen.package)
+    promote = gate.passed and bool(inputs.job.request.get("auto_promote"))
+    if progress.cancelled():
+        raise TrainingStopped(-1, -1)
+    # Written before the session below opens: SQLite allows one writer at a time.
+    progress.write(force=True, phase=JobPhase.PROMOTING if promote else JobPhase.GATING)
     with ctx.sessions() as session:
+        job = session.get_one(UpgradeJob, job_id, with_for_update=True)
+        if job.worker_id != progress.worker_id:
+            raise LeaseLost(f"job {job_id} is no longer held by {progress.worker_id}")
         release = _register(session, inputs, result, gate, sha256, job_id)
-        promoted = False
-        if gate.passed and inputs.job.request.get("auto_promote"):
-            progress.write(force=True, phase=JobPhase.PROMOTING)
+        if promote:
             releases.promote(session, release.deployment, release, actor=ACTOR)
-            promoted = True
-        job = session.get_one(UpgradeJob, job_id)
+        promoted = promote
         job.status, job.finished_at, job.phase = JobStatus.SUCCEEDED, utc_now(), None
         job.result_release_id = release.id
         job.gate, job.candidates = {**gate.to_dict(), "promoted": promoted}, _candidates(result)

@@ -90,8 +90,9 @@ def _row(entry: dict[str, Any]) -> str:
     rel_text = "n/a" if rel["mean"] is None else f"{rel['mean']:.3f} ± {rel['std']:.3f}"
     bias = "" if entry["bias"] is None else f"{entry['bias']:g}"
     ratio = entry["epoch_time_ratio"]
+    name = entry["method"] + (f" (= {entry['same_as']})" if entry.get("same_as") else "")
     cells = [
-        entry["method"],
+        name,
         bias,
         _pct(entry["error"]),
         _pct(entry["error_old"]),
