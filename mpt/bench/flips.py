@@ -211,17 +211,22 @@ def _run_seed(
             rows.append({**done[key], "method": name, "bias": bias, "same_as": done[key]["method"]})
             continue
         tick = time.perf_counter()
-        package, result = train_package(
-            dataset,
-            arch=config.arch,
-            config=train,
-            method=method,
-            num_old=config.num_old,
-            spec=spec,
-            old=old,
-            reference=teacher,
-            hooks=bar(f"{name} b={bias}"),
-        )
+        try:
+            package, result = train_package(
+                dataset,
+                arch=config.arch,
+                config=train,
+                method=method,
+                num_old=config.num_old,
+                spec=spec,
+                old=old,
+                reference=teacher,
+                hooks=bar(f"{name} b={bias}"),
+            )
+        except MPTError as exc:  # a diverging method is a result, not the end of the run
+            rows.append({"method": name, "bias": bias, "seed": seed, "diverged": str(exc)})
+            done[key] = rows[-1]
+            continue
         rows.append(
             _row(
                 name,

@@ -42,9 +42,17 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and std over seeds per (method, bias); NFR also pooled with a Wilson interval."""
     groups: dict[tuple[str, float | None], list[dict[str, Any]]] = defaultdict(list)
+    diverged: dict[tuple[str, float | None], list[str]] = defaultdict(list)
     for row in rows:
-        groups[(row["method"], row["bias"])].append(row)
+        group_key = (row["method"], row["bias"])
+        if "diverged" in row:
+            diverged[group_key].append(f"seed {row['seed']}: {row['diverged']}")
+        else:
+            groups[group_key].append(row)
     out = []
+    for (method, bias), reasons in diverged.items():
+        if (method, bias) not in groups:
+            out.append({"method": method, "bias": bias, "seeds": 0, "diverged": reasons})
     for (method, bias), group in groups.items():
         k = sum(r["nfr_old_k"] for r in group)
         n = sum(r["nfr_old_n"] for r in group)
@@ -57,6 +65,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for key in (*_RATES, "epoch_seconds", "seconds", "old_error_old"):
             entry[key] = _mean_std([r[key] for r in group])
+        entry["diverged"] = diverged.get((method, bias), [])
         entry["nfr_old_pooled"] = {
             "k": k,
             "n": n,
@@ -70,9 +79,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _add_epoch_ratio(entries: list[dict[str, Any]]) -> None:
-    base = next((e for e in entries if e["method"] == "no_treatment"), None)
+    base = next((e for e in entries if e["method"] == "no_treatment" and e["seeds"]), None)
     base_time = base["epoch_seconds"]["mean"] if base else None
     for entry in entries:
+        if not entry["seeds"]:
+            continue
         time = entry["epoch_seconds"]["mean"]
         entry["epoch_time_ratio"] = time / base_time if base_time and time else None
 
@@ -84,6 +95,9 @@ def _pct(stat: dict[str, float | None]) -> str:
 
 
 def _row(entry: dict[str, Any]) -> str:
+    if not entry["seeds"]:
+        bias = "" if entry["bias"] is None else f"{entry['bias']:g}"
+        return f"| {entry['method']} | {bias} | diverged in every seed: {entry['diverged'][0]} |"
     pooled = entry["nfr_old_pooled"]
     nfr = f"{_pct(entry['nfr_old'])} [{100 * pooled['low']:.2f}, {100 * pooled['high']:.2f}]"
     rel = entry["relative_nfr_old"]
@@ -138,4 +152,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(entry) for entry in result["summary"]]
+    notes = [
+        f"- {e['method']} (bias {e['bias']}): {r}"
+        for e in result["summary"]
+        for r in e.get("diverged", [])
+    ]
+    if notes:
+        lines += ["", "Runs whose loss became infinite or NaN (not in the means above):", *notes]
     return "\n".join(lines)

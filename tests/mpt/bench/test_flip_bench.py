@@ -74,3 +74,25 @@ def test_bench_cli_rejects_num_old_outside_range(tmp_path, capsys) -> None:
         ]
     )
     assert code == 2 and "--num-old" in capsys.readouterr().err
+
+
+def test_bench_summary_reports_diverged_runs_apart(result) -> None:
+    from mpt.bench.summary import aggregate, render_markdown
+
+    data, _ = result
+    rows = [
+        *data["runs"],
+        {
+            "method": "pct_lm",
+            "bias": None,
+            "seed": 1,
+            "diverged": "loss became inf at epoch 0, step 6",
+        },
+    ]
+    summary = aggregate(rows)
+    pct_lm = next(e for e in summary if e["method"] == "pct_lm")
+    assert pct_lm["seeds"] == 1 and pct_lm["diverged"] == [
+        "seed 1: loss became inf at epoch 0, step 6"
+    ]
+    table = render_markdown({**data, "summary": summary})
+    assert "loss became inf" in table
