@@ -50,10 +50,12 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             groups[group_key].append(row)
     out = []
-    for (method, bias), reasons in diverged.items():
-        if (method, bias) not in groups:
+    for method, bias in dict.fromkeys((row["method"], row["bias"]) for row in rows):
+        group = groups.get((method, bias), [])
+        if not group:
+            reasons = diverged[(method, bias)]
             out.append({"method": method, "bias": bias, "seeds": 0, "diverged": reasons})
-    for (method, bias), group in groups.items():
+            continue
         k = sum(r["nfr_old_k"] for r in group)
         n = sum(r["nfr_old_n"] for r in group)
         low, high = wilson_interval(k, n)
@@ -125,7 +127,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     """The results table with the setting, the machine and the command that reproduces it."""
     config, machine = result["config"], result["machine"]
     seeds = max((e["seeds"] for e in result["summary"]), default=0)
-    old_err = next((e["old_error_old"] for e in result["summary"]), None)
+    old_err = next((e["old_error_old"] for e in result["summary"] if e["seeds"]), None)
     lines = [
         f"# Flip benchmark: {config['dataset']}",
         "",

@@ -95,4 +95,4 @@ def test_bench_summary_reports_diverged_runs_apart(result) -> None:
         "seed 1: loss became inf at epoch 0, step 6"
     ]
     table = render_markdown({**data, "summary": summary})
-    assert "loss became inf" in table
+    assert "loss became inf" in table and "| mpt_lm | 8 | diverged in every seed" in table
