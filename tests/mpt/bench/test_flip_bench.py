@@ -81,6 +81,7 @@ def test_bench_summary_reports_diverged_runs_apart(result) -> None:
 
     data, _ = result
     rows = [
+        {"method": "mpt_lm", "bias": 8.0, "seed": 0, "diverged": "loss became nan"},
         *data["runs"],
         {
             "method": "pct_lm",
