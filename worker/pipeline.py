@@ -236,6 +236,7 @@ def _record(
         if promote:
             releases.promote(session, release.deployment, release, actor=ACTOR)
         promoted = promote
+        progress.close_phase()
         job.status, job.finished_at, job.phase = JobStatus.SUCCEEDED, utc_now(), None
         job.result_release_id = release.id
         job.gate, job.candidates = {**gate.to_dict(), "promoted": promoted}, _candidates(result)

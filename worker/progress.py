@@ -32,6 +32,8 @@ class JobProgress:
     ) -> None:
         self.sessions, self.job_id, self.stages = sessions, job_id, max(1, stages)
         self.worker_id = worker_id
+        self._phase: str | None = None
+        self._phase_started = time.monotonic()
         self.interval, self.stage = interval, -1
         self.state: dict[str, Any] = {"fraction": 0.0}
         self._last_write = 0.0
@@ -41,6 +43,9 @@ class JobProgress:
     def write(self, *, force: bool = False, phase: str | None = None, **changes: Any) -> None:
         """Merge `changes` into the progress; write them (and the heartbeat) when due."""
         self.state.update(changes)
+        if phase is not None and phase != self._phase:
+            self.close_phase()
+            self._phase = phase
         now = time.monotonic()
         if not force and now - self._last_write < self.interval:
             return
@@ -54,6 +59,16 @@ class JobProgress:
             session.commit()
         if cast(sa.CursorResult[Any], result).rowcount == 0:
             raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
+
+    def close_phase(self) -> None:
+        """Add the time since the current phase began to `phase_seconds`."""
+        now = time.monotonic()
+        if self._phase is not None:
+            seconds = self.state.setdefault("phase_seconds", {})
+            seconds[self._phase] = round(
+                seconds.get(self._phase, 0.0) + now - self._phase_started, 3
+            )
+        self._phase_started = now
 
     def cancelled(self) -> bool:
         """Whether the job's cancel flag is set (read from the database once a second)."""

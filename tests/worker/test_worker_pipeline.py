@@ -52,6 +52,9 @@ async def test_run_job_trains_a_method_without_bias(live: Any, fast_job: dict[st
     statuses = {r["version"]: r["status"] for r in await live.releases()}
     assert statuses == {1: "active", 2: "candidate"}
     assert not live.checkpoints(job_id).exists()
+    phases = job["progress"]["phase_seconds"]
+    assert set(phases) == {"reference", "candidates", "selecting", "gating"}
+    assert all(seconds >= 0 for seconds in phases.values())
 
 
 async def test_run_job_fails_with_the_error_and_ignores_a_redelivery(
