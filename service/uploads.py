@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import FormData
@@ -15,6 +16,7 @@ from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 __all__ = [
     "check_content_length",
     "form_text",
+    "multipart_doc",
     "read_form",
     "require_multipart",
     "stage_upload",
@@ -91,3 +93,13 @@ def form_text(form: FormData, name: str, max_length: int = 255) -> str | None:
             errors=[{"loc": ["body", name], "msg": "invalid text field"}],
         )
     return value
+
+
+def multipart_doc(properties: dict[str, Any], scope: str) -> dict[str, Any]:
+    """OpenAPI extras of a route that reads its multipart body itself: the form's fields
+    (`file` required) and the scope it needs."""
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}},
+        "x-required-scope": scope,
+    }

@@ -6,7 +6,6 @@ import asyncio
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -18,7 +17,7 @@ from service.errors import NotFound, Unprocessable
 from service.ingest.archives import ArchiveLimits
 from service.ingest.datasets import DatasetUploadError, IngestOptions, read_dataset
 from service.schemas import DatasetRead
-from service.uploads import form_text, read_form, stage_upload
+from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -50,30 +49,19 @@ def _check_covers(session: SessionDep, dataset: ImageDataset, deployment: str) -
         )
 
 
-_UPLOAD_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": ".zip/.tar.gz image tree or .npz",
-                        },
-                        "name": {"type": "string"},
-                        "resize": {"type": "string", "example": "32x32"},
-                        "deployment": {"type": "string"},
-                    },
-                }
-            }
+_UPLOAD_DOC = multipart_doc(
+    {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": ".zip/.tar.gz image tree or .npz",
         },
+        "name": {"type": "string"},
+        "resize": {"type": "string", "example": "32x32"},
+        "deployment": {"type": "string"},
     },
-    **scope_doc("admin"),
-}
+    "admin",
+)
 
 
 def _ingest(

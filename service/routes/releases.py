@@ -19,7 +19,7 @@ from service.errors import Conflict, NotFound, Unprocessable
 from service.routes.deployments import find_deployment
 from service.schemas import ListOf, PromoteRequest, ReleaseRead, RollbackRequest
 from service.serving.holder import ServedModel
-from service.uploads import form_text, read_form, stage_upload
+from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["releases"])
 
@@ -41,28 +41,13 @@ def _kind(package: ModelPackage) -> str:
     return ArtifactKind.EXPORTED if exported else ArtifactKind.PACKAGE
 
 
-_UPLOAD_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "model package",
-                        },
-                        "activate": {"type": "boolean", "default": False},
-                    },
-                }
-            }
-        },
+_UPLOAD_DOC = multipart_doc(
+    {
+        "file": {"type": "string", "format": "binary", "description": "model package"},
+        "activate": {"type": "boolean", "default": False},
     },
-    **scope_doc("admin"),
-}
+    "admin",
+)
 
 
 def _flag(value: str | None, field: str) -> bool:
