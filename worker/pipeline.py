@@ -39,6 +39,7 @@ from mpt.io import ModelPackage, load_package, save_package
 from mpt.train import TrainConfig, TrainingStopped
 from mpt.upgrade import UpgradeResult, upgrade
 from worker.gate import GateResult, evaluate_gate
+from worker.heartbeat import Heartbeat, held_by
 from worker.progress import JobProgress, LeaseLost
 
 __all__ = ["WorkerContext", "claim_job", "run_job"]
@@ -83,31 +84,38 @@ def claim_job(ctx: WorkerContext, job_id: str, worker_id: str) -> bool:
     return bool(claimed)
 
 
-def _finish(ctx: WorkerContext, job_id: str, status: str, **values: Any) -> None:
+def _finish(ctx: WorkerContext, job_id: str, worker_id: str, status: str, **values: Any) -> str:
+    """End the job and drop its checkpoints, unless it has passed to another worker meanwhile
+    (then "lost": the row and the checkpoints are the new holder's)."""
     with ctx.sessions() as session:
-        session.execute(
+        result = session.execute(
             sa.update(UpgradeJob)
-            .where(UpgradeJob.id == job_id)
+            .where(held_by(job_id, worker_id))
             .values(status=status, finished_at=utc_now(), heartbeat_at=utc_now(), **values)
         )
         session.commit()
+    if cast(sa.CursorResult[Any], result).rowcount == 0:
+        return "lost"
+    shutil.rmtree(ctx.checkpoints(job_id), ignore_errors=True)
+    return status
 
 
 def run_job(ctx: WorkerContext, job_id: str, worker_id: str) -> str:
-    """Run the job if this worker can claim it; returns the job's final status."""
+    """Run the job if this worker can claim it; returns the job's final status, "skipped" when
+    another worker holds it, "lost" when it passed to another worker while running here."""
     if not claim_job(ctx, job_id, worker_id):
         return "skipped"
+    interval = ctx.settings.job_heartbeat_seconds
     try:
-        _execute(ctx, job_id, worker_id)
+        with Heartbeat(ctx.sessions, job_id, worker_id, interval) as heartbeat:
+            _execute(ctx, job_id, worker_id, heartbeat)
     except LeaseLost:
         return "lost"
     except TrainingStopped:
-        _finish(ctx, job_id, JobStatus.CANCELLED, phase=None)
-        shutil.rmtree(ctx.checkpoints(job_id), ignore_errors=True)
-        return JobStatus.CANCELLED
+        return _finish(ctx, job_id, worker_id, JobStatus.CANCELLED, phase=None)
     except Exception as exc:
-        _finish(ctx, job_id, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return JobStatus.FAILED
+        error = f"{type(exc).__name__}: {exc}"
+        return _finish(ctx, job_id, worker_id, JobStatus.FAILED, error=error)
     shutil.rmtree(ctx.checkpoints(job_id), ignore_errors=True)
     return JobStatus.SUCCEEDED
 
@@ -145,7 +153,7 @@ def _reference_key(inputs: _Inputs, config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _execute(ctx: WorkerContext, job_id: str, worker_id: str) -> None:
+def _execute(ctx: WorkerContext, job_id: str, worker_id: str, heartbeat: Heartbeat) -> None:
     inputs = _load_inputs(ctx, job_id)
     request = inputs.job.request
     old = load_package(ctx.store.path(inputs.base.artifact_sha256))
@@ -160,7 +168,7 @@ def _execute(ctx: WorkerContext, job_id: str, worker_id: str) -> None:
     reference = _cached_reference(ctx, reference_index)
     biases = request.get("bias")
     stages = (0 if reference else 1) + (len(biases) if biases else 1)
-    progress = JobProgress(ctx.sessions, job_id, worker_id, stages)
+    progress = JobProgress(ctx.sessions, job_id, worker_id, stages, heartbeat=heartbeat)
 
     def hooks_for(stage: str) -> Any:
         phase = JobPhase.REFERENCE if stage == "reference" else JobPhase.CANDIDATES

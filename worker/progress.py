@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import UpgradeJob, utc_now
 from mpt.train import EpochStats, Hooks, StepStats
+from worker.heartbeat import Heartbeat, held_by
 
 __all__ = ["JobProgress", "LeaseLost", "StageHooks"]
 
@@ -29,9 +30,10 @@ class JobProgress:
         worker_id: str,
         stages: int,
         interval: float = 1.0,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.sessions, self.job_id, self.stages = sessions, job_id, max(1, stages)
-        self.worker_id = worker_id
+        self.worker_id, self.heartbeat = worker_id, heartbeat
         self._phase: str | None = None
         self._phase_started = time.monotonic()
         self.interval, self.stage = interval, -1
@@ -42,6 +44,7 @@ class JobProgress:
 
     def write(self, *, force: bool = False, phase: str | None = None, **changes: Any) -> None:
         """Merge `changes` into the progress; write them (and the heartbeat) when due."""
+        self.check_lease()
         self.state.update(changes)
         if phase is not None and phase != self._phase:
             self.close_phase()
@@ -53,11 +56,16 @@ class JobProgress:
         values: dict[str, Any] = {"progress": dict(self.state), "heartbeat_at": utc_now()}
         if phase is not None:
             values["phase"] = phase
-        owned = sa.and_(UpgradeJob.id == self.job_id, UpgradeJob.worker_id == self.worker_id)
+        held = held_by(self.job_id, self.worker_id)
         with self.sessions() as session:
-            result = session.execute(sa.update(UpgradeJob).where(owned).values(**values))
+            result = session.execute(sa.update(UpgradeJob).where(held).values(**values))
             session.commit()
         if cast(sa.CursorResult[Any], result).rowcount == 0:
+            raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
+
+    def check_lease(self) -> None:
+        """Raise `LeaseLost` when the heartbeat found the job held by another worker."""
+        if self.heartbeat is not None and self.heartbeat.lost:
             raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
 
     def close_phase(self) -> None:
@@ -72,6 +80,7 @@ class JobProgress:
 
     def cancelled(self) -> bool:
         """Whether the job's cancel flag is set (read from the database once a second)."""
+        self.check_lease()
         now = time.monotonic()
         if not self._cancelled and now - self._last_cancel_check >= self.interval:
             self._last_cancel_check = now

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from core.settings import Settings
 from core.storage import LocalArtifactStore
 from core.tasks import QUEUE, RUN_UPGRADE, make_celery
 from service.background import JobJanitor
+from worker.heartbeat import Heartbeat
 from worker.pipeline import WorkerContext, claim_job, run_job
 from worker.progress import JobProgress, LeaseLost
 
@@ -318,3 +321,108 @@ def test_job_progress_reads_the_cancel_flag(jobs: Jobs) -> None:
         session.commit()
 
     assert progress.cancelled() is True
+
+
+# --- Heartbeat: the whole job, not only training steps ----------------------------------------
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _reassign(jobs: Jobs, job_id: str, **values: Any) -> None:
+    with jobs.sessions() as session:
+        session.execute(sa.update(UpgradeJob).where(UpgradeJob.id == job_id).values(**values))
+        session.commit()
+
+
+def test_heartbeat_refreshes_the_job_while_no_progress_is_written(jobs: Jobs) -> None:
+    job_id = jobs.add()
+    assert claim_job(jobs.ctx, job_id, "worker-a")
+    _reassign(jobs, job_id, heartbeat_at=_ago(2 * STALE_SECONDS))
+
+    with Heartbeat(jobs.sessions, job_id, "worker-a", interval=0.02) as heartbeat:
+        _wait_for(lambda: heartbeat.beats >= 2)
+
+    job = jobs.get(job_id)
+    assert heartbeat.lost is False
+    assert job.heartbeat_at is not None and job.heartbeat_at > _ago(STALE_SECONDS)
+    with jobs.sessions() as session:
+        assert recover_stale_jobs(session, STALE_SECONDS, max_retries=3) == []
+
+
+@pytest.mark.parametrize(
+    "takeover",
+    [
+        {"worker_id": "worker-b"},
+        {"status": JobStatus.QUEUED, "worker_id": None},
+        {"status": JobStatus.FAILED},
+    ],
+    ids=["another-worker", "requeued", "failed-by-janitor"],
+)
+def test_heartbeat_notices_a_lost_lease_and_progress_stops_the_job(
+    jobs: Jobs, takeover: dict[str, Any]
+) -> None:
+    job_id = jobs.add()
+    assert claim_job(jobs.ctx, job_id, "worker-a")
+    _reassign(jobs, job_id, **takeover)
+    before = jobs.get(job_id).heartbeat_at
+
+    with Heartbeat(jobs.sessions, job_id, "worker-a", interval=0.02) as heartbeat:
+        _wait_for(lambda: heartbeat.lost)
+        progress = JobProgress(jobs.sessions, job_id, "worker-a", stages=1, heartbeat=heartbeat)
+        with pytest.raises(LeaseLost, match="worker-a"):
+            progress.cancelled()
+        with pytest.raises(LeaseLost, match="worker-a"):
+            progress.write(force=True, fraction=0.5)
+
+    assert jobs.get(job_id).heartbeat_at == before
+
+
+def test_run_job_keeps_the_heartbeat_fresh_through_a_slow_load(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phase with no training steps (here loading the old model) outlasts the stale limit."""
+    settings = jobs.ctx.settings.model_copy(update={"job_heartbeat_seconds": 0.05})
+    ctx = dataclasses.replace(jobs.ctx, settings=settings)
+    job_id = jobs.add()
+    seen: list[Any] = []
+
+    def slow_load(path: Any) -> Any:
+        for _ in range(6):
+            time.sleep(0.05)
+            seen.append(jobs.get(job_id).heartbeat_at)
+        raise ValueError("not a model package")
+
+    monkeypatch.setattr("worker.pipeline.load_package", slow_load)
+
+    outcome = run_job(ctx, job_id, "worker-a")
+
+    assert outcome == JobStatus.FAILED
+    assert jobs.get(job_id).error == "ValueError: not a model package"
+    assert len(set(seen)) >= 3, seen
+
+
+def test_run_job_leaves_a_job_that_passed_to_another_worker_alone(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = jobs.add()
+    checkpoints = jobs.ctx.checkpoints(job_id)
+
+    def taken_over(path: Any) -> Any:
+        checkpoints.mkdir(parents=True)
+        _reassign(jobs, job_id, worker_id="worker-b", attempts=2)
+        raise ValueError("the first worker fails after losing its lease")
+
+    monkeypatch.setattr("worker.pipeline.load_package", taken_over)
+
+    outcome = run_job(jobs.ctx, job_id, "worker-a")
+
+    job = jobs.get(job_id)
+    assert outcome == "lost"
+    assert job.status == JobStatus.RUNNING and job.worker_id == "worker-b"
+    assert job.error is None and job.finished_at is None
+    assert checkpoints.is_dir()
