@@ -33,9 +33,10 @@ def held_by(job_id: str, worker_id: str) -> sa.ColumnElement[bool]:
 class Heartbeat:
     """Writes `heartbeat_at` every `interval` seconds while the job is held by `worker_id`.
 
-    Used as a context manager around the job. When the row says another worker holds the job,
-    the thread stops and `lost` turns true; the job's progress hooks then stop the job.
-    A failed write (database briefly unreachable) is logged and retried at the next beat.
+    Used as a context manager around the job. When the row is no longer `running` under this
+    worker (requeued, claimed by another, failed), the thread stops and `lost` turns true;
+    the job's progress hooks then stop the job. A failed write (database briefly unreachable)
+    is logged and retried at the next beat.
     """
 
     def __init__(

@@ -238,7 +238,7 @@ def _record(
     progress.write(force=True, phase=JobPhase.PROMOTING if promote else JobPhase.GATING)
     with ctx.sessions() as session:
         job = session.get_one(UpgradeJob, job_id, with_for_update=True)
-        if job.worker_id != progress.worker_id:
+        if job.worker_id != progress.worker_id or job.status != JobStatus.RUNNING:
             raise LeaseLost(f"job {job_id} is no longer held by {progress.worker_id}")
         release = _register(session, inputs, result, gate, sha256, job_id)
         if promote:
