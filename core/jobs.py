@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core.lease import stale
 from core.models import JobStatus, UpgradeJob, utc_now
 
 __all__ = ["recover_stale_jobs"]
@@ -15,14 +14,11 @@ __all__ = ["recover_stale_jobs"]
 def recover_stale_jobs(session: Session, stale_seconds: float, max_retries: int) -> list[str]:
     """Requeue `running` jobs without a heartbeat for `stale_seconds` (returns their ids, to
     be enqueued again after the commit); fail those that used up `max_retries`."""
-    cutoff = utc_now() - timedelta(seconds=stale_seconds)
-    stale = session.scalars(
-        sa.select(UpgradeJob)
-        .where(UpgradeJob.status == JobStatus.RUNNING, UpgradeJob.heartbeat_at < cutoff)
-        .with_for_update(skip_locked=True)
+    jobs = session.scalars(
+        sa.select(UpgradeJob).where(stale(stale_seconds)).with_for_update(skip_locked=True)
     ).all()
     requeued = []
-    for job in stale:
+    for job in jobs:
         if job.attempts > max_retries:
             job.status, job.finished_at = JobStatus.FAILED, utc_now()
             job.error = f"the worker stopped responding {job.attempts} times; giving up"

@@ -1,18 +1,23 @@
-"""The artifact store: immutable blobs named by the sha256 of their content.
+"""The artifact store: immutable blobs named by the sha256 of their content, named references
+to them, and scratch folders for work in progress.
 
-`LocalArtifactStore` keeps them as `<root>/<sha[:2]>/<sha>`. Every write goes to a temporary
-file in the same file system and is `os.replace`d into place, so a reader sees a whole
-artifact or none, a crash leaves at most a temporary file (never a partial artifact), and
-writing the same content twice is a no-op. A shared volume or an S3 bucket can replace it
-behind the `ArtifactStore` protocol.
+`LocalArtifactStore` keeps the blobs as `<root>/<sha[:2]>/<sha>`, uploads in progress under
+`<root>/staging/`, references as `<root>/references/<name>.json` and scratch folders as
+`<root>/scratch/<name>/`. Every write of a blob or a reference goes to a temporary file in the
+same file system and is `os.replace`d into place, so a reader sees a whole artifact or none, a
+crash leaves at most a temporary file (never a partial artifact), and writing the same content
+twice is a no-op. A shared volume or an S3 bucket can replace it behind the `ArtifactStore`
+protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +35,7 @@ __all__ = [
 ]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CHUNK = 1024 * 1024
 _TEMP_PREFIX = ".tmp-"
 
@@ -64,6 +70,16 @@ def validate_sha256(sha256: str) -> str:
     return sha256
 
 
+def _validate_name(name: str) -> str:
+    """Return `name` if it can name a reference or a scratch folder; raise ValueError otherwise."""
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"name {name!r} is not 1-128 letters, digits, '.', '_' or '-' starting with a letter "
+            "or digit"
+        )
+    return name
+
+
 class ArtifactStore(Protocol):
     """What the service and the worker need from an artifact store."""
 
@@ -89,6 +105,24 @@ class ArtifactStore(Protocol):
 
     def delete(self, sha256: str) -> bool:
         """Remove the artifact; return whether it was there."""
+        ...
+
+    def get_ref(self, name: str) -> str | None:
+        """The sha256 `name` points to; None when the name is unknown or its artifact is gone."""
+        ...
+
+    def set_ref(self, name: str, sha256: str) -> None:
+        """Point `name` at the stored artifact `sha256`, atomically."""
+        ...
+
+    def scratch(self, name: str) -> Path:
+        """A local working folder named `name` (created if missing) for files that are not
+        artifacts: a job's checkpoints and temporary files. It outlives the process, so a
+        later attempt at the same job finds what an earlier one left."""
+        ...
+
+    def discard_scratch(self, name: str) -> None:
+        """Remove the scratch folder `name` and everything in it; nothing if there is none."""
         ...
 
 
@@ -118,18 +152,8 @@ class LocalArtifactStore:
         """Store `data` atomically; return its sha256. Storing known content changes nothing."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256)
-        if target.is_file():
-            return sha256
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as temp:
-                temp.write(data)
-                _finish(temp)
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        if not target.is_file():
+            _write_atomically(target, data)
         return sha256
 
     def put_file(self, path: Path | str) -> str:
@@ -145,6 +169,32 @@ class LocalArtifactStore:
         except FileNotFoundError:
             return False
         return True
+
+    def get_ref(self, name: str) -> str | None:
+        """The sha256 `name` points to; None when the name is unknown or its artifact is gone."""
+        try:
+            sha256: str = json.loads(self._ref_path(name).read_text())["sha256"]
+        except FileNotFoundError:
+            return None
+        return sha256 if self.exists(sha256) else None
+
+    def set_ref(self, name: str, sha256: str) -> None:
+        """Point `name` at the stored artifact `sha256`, atomically (readers see the old target
+        or the new one); ArtifactNotFoundError if it is not stored."""
+        if not self.exists(sha256):
+            raise ArtifactNotFoundError(sha256)
+        _write_atomically(self._ref_path(name), json.dumps({"sha256": sha256}).encode())
+
+    def scratch(self, name: str) -> Path:
+        """The working folder `<root>/scratch/<name>/`, created if missing."""
+        folder = self.root / "scratch" / _validate_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def discard_scratch(self, name: str) -> None:
+        """Remove the scratch folder `name` and everything in it; nothing if there is none."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.root / "scratch" / _validate_name(name))
 
     def remove_stale_temporaries(self, older_than_seconds: float = 24 * 3600.0) -> int:
         """Delete temporary files left by crashed writers; return how many went.
@@ -163,6 +213,9 @@ class LocalArtifactStore:
     def stage(self, max_bytes: int | None = None) -> StagedUpload:
         """Start streaming an upload into the store (see `StagedUpload`)."""
         return StagedUpload(self, max_bytes)
+
+    def _ref_path(self, name: str) -> Path:
+        return self.root / "references" / f"{_validate_name(name)}.json"
 
     def _staging_dir(self) -> Path:
         staging = self.root / "staging"
@@ -260,6 +313,20 @@ class StagedUpload:
     ) -> None:
         if self._sha256 is None:
             self.discard()
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `target` and rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as temp:
+            temp.write(data)
+            _finish(temp)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
 
 
 def _finish(file: BinaryIO) -> None:

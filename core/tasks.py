@@ -3,11 +3,13 @@ the worker implements. No task bodies here."""
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 
 from core.settings import Settings
 
-__all__ = ["QUEUE", "RUN_UPGRADE", "enqueue_upgrade", "make_celery"]
+__all__ = ["QUEUE", "RUN_UPGRADE", "enqueue_upgrade", "make_celery", "worker_command"]
 
 RUN_UPGRADE = "mpt.run_upgrade"
 QUEUE = "gpu"
@@ -37,3 +39,24 @@ def make_celery(settings: Settings) -> Celery:
 def enqueue_upgrade(app: Celery, job_id: str) -> None:
     """Queue the upgrade job `job_id` (call after its row is committed)."""
     app.send_task(RUN_UPGRADE, args=[job_id], queue=QUEUE)
+
+
+def worker_command(log_level: str = "INFO") -> list[str]:
+    """The command line of a worker process on the `gpu` queue, one job at a time, without
+    the gossip, mingle and heartbeat traffic that a worker per GPU has no use for."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.tasks",
+        "worker",
+        "-Q",
+        QUEUE,
+        "--concurrency=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        log_level,
+    ]

@@ -1,72 +1,59 @@
-"""Training hooks that write a job's progress and heartbeat to its row and read its cancel
-flag, at most about once a second."""
+"""A job's progress through its phases, and the training hooks that report it.
+
+Progress goes to the job's row through its lease (so only while this worker holds the job),
+at most about once a second; the hooks check the lease and the cancel flag between training
+steps just as often.
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any, cast
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
-
-from core.models import UpgradeJob, utc_now
+from core.lease import Lease
+from core.models import JobPhase
 from mpt.train import EpochStats, Hooks, StepStats
-from worker.heartbeat import Heartbeat, held_by
 
-__all__ = ["JobProgress", "LeaseLost", "StageHooks"]
-
-
-class LeaseLost(RuntimeError):
-    """The job was handed to another worker (this one was presumed dead): stop at once."""
+__all__ = ["JobProgress", "StageHooks"]
 
 
 class JobProgress:
-    """The progress of one job across its training stages."""
+    """The progress of one job across its phases and its `stages` training runs."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        job_id: str,
-        worker_id: str,
-        stages: int,
-        interval: float = 1.0,
-        heartbeat: Heartbeat | None = None,
-    ) -> None:
-        self.sessions, self.job_id, self.stages = sessions, job_id, max(1, stages)
-        self.worker_id, self.heartbeat = worker_id, heartbeat
-        self._phase: str | None = None
-        self._phase_started = time.monotonic()
-        self.interval, self.stage = interval, -1
+    def __init__(self, lease: Lease, stages: int, interval: float = 1.0) -> None:
+        self.lease, self.stages, self.interval = lease, max(1, stages), interval
+        self.stage = -1
         self.state: dict[str, Any] = {"fraction": 0.0}
-        self._last_write = 0.0
-        self._last_cancel_check = 0.0
-        self._cancelled = False
+        self._phase: JobPhase | None = None
+        self._phase_started = time.monotonic()
+        self._last_write = self._last_check = -math.inf
 
-    def write(self, *, force: bool = False, phase: str | None = None, **changes: Any) -> None:
-        """Merge `changes` into the progress; write them (and the heartbeat) when due."""
-        self.check_lease()
-        self.state.update(changes)
-        if phase is not None and phase != self._phase:
+    def enter(self, phase: JobPhase) -> None:
+        """Begin `phase` now: the row shows it at once, and the time of the phase before it
+        goes to `phase_seconds`."""
+        if phase != self._phase:
             self.close_phase()
             self._phase = phase
-        now = time.monotonic()
-        if not force and now - self._last_write < self.interval:
-            return
-        self._last_write = now
-        values: dict[str, Any] = {"progress": dict(self.state), "heartbeat_at": utc_now()}
-        if phase is not None:
-            values["phase"] = phase
-        held = held_by(self.job_id, self.worker_id)
-        with self.sessions() as session:
-            result = session.execute(sa.update(UpgradeJob).where(held).values(**values))
-            session.commit()
-        if cast(sa.CursorResult[Any], result).rowcount == 0:
-            raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
+        self._write(phase=phase)
 
-    def check_lease(self) -> None:
-        """Raise `LeaseLost` when the heartbeat found the job held by another worker."""
-        if self.heartbeat is not None and self.heartbeat.lost:
-            raise LeaseLost(f"job {self.job_id} is no longer held by {self.worker_id}")
+    def on_phase(self, name: str) -> None:
+        """Begin the phase `name` ("selecting", "evaluating": `mpt.upgrade`'s `on_phase`)."""
+        self.enter(JobPhase(name))
+
+    def update(self, *, force: bool = False, **changes: Any) -> None:
+        """Merge `changes` into the progress; write it when a second has passed, or `force`."""
+        self.state.update(changes)
+        if force or time.monotonic() - self._last_write >= self.interval:
+            self._write()
+
+    def check(self) -> None:
+        """`Lease.check` (raises `LeaseLost` or `JobCancelled`) once a second, and at once
+        after the heartbeat found the lease lost."""
+        now = time.monotonic()
+        if self.lease.lost or now - self._last_check >= self.interval:
+            self._last_check = now
+            self.lease.check()
 
     def close_phase(self) -> None:
         """Add the time since the current phase began to `phase_seconds`."""
@@ -78,23 +65,16 @@ class JobProgress:
             )
         self._phase_started = now
 
-    def cancelled(self) -> bool:
-        """Whether the job's cancel flag is set (read from the database once a second)."""
-        self.check_lease()
-        now = time.monotonic()
-        if not self._cancelled and now - self._last_cancel_check >= self.interval:
-            self._last_cancel_check = now
-            with self.sessions() as session:
-                flag = session.scalar(
-                    sa.select(UpgradeJob.cancel_requested).where(UpgradeJob.id == self.job_id)
-                )
-            self._cancelled = bool(flag)
-        return self._cancelled
-
-    def hooks(self, stage: str, phase: str) -> StageHooks:
+    def hooks(self, stage: str, phase: JobPhase) -> StageHooks:
+        """The hooks of the next training run, `stage`, which begins `phase`."""
         self.stage += 1
-        self.write(force=True, phase=phase, stage=stage)
+        self.state["stage"] = stage
+        self.enter(phase)
         return StageHooks(self, stage)
+
+    def _write(self, **columns: Any) -> None:
+        self._last_write = time.monotonic()
+        self.lease.renew(progress=dict(self.state), **columns)
 
 
 class StageHooks(Hooks):
@@ -106,7 +86,7 @@ class StageHooks(Hooks):
 
     def on_step(self, stats: StepStats) -> None:
         done = (self.index + stats.fraction) / self.progress.stages
-        self.progress.write(
+        self.progress.update(
             fraction=round(min(done, 1.0), 4),
             epoch=stats.epoch + 1,
             epochs=stats.epochs,
@@ -119,7 +99,9 @@ class StageHooks(Hooks):
         changes: dict[str, Any] = {"epoch": stats.epoch + 1, "epochs": stats.epochs}
         if stats.val:
             changes["val"] = {"stage": self.stage_name, **stats.val}
-        self.progress.write(force=True, **changes)
+        self.progress.update(force=True, **changes)
 
     def should_stop(self) -> bool:
-        return self.progress.cancelled()
+        """Never true: a cancel (`JobCancelled`) or a lost lease (`LeaseLost`) raises here."""
+        self.progress.check()
+        return False

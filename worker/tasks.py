@@ -16,7 +16,7 @@ from core import db
 from core.settings import get_settings
 from core.storage import LocalArtifactStore
 from core.tasks import RUN_UPGRADE, make_celery
-from worker.pipeline import WorkerContext, run_job
+from worker.pipeline import JobOutcome, WorkerContext, run_job
 
 __all__ = ["app", "run_upgrade"]
 
@@ -31,7 +31,7 @@ def context() -> WorkerContext:
 
 
 @app.task(name=RUN_UPGRADE, bind=True)
-def run_upgrade(self: Task, job_id: str) -> str:
+def run_upgrade(self: Task, job_id: str) -> JobOutcome:
     """Run one upgrade job; its row, not a result backend, records what happened."""
     worker_id = f"{socket.gethostname()}:{self.request.hostname}:{self.request.id}"
     return run_job(context(), job_id, worker_id)

@@ -141,3 +141,95 @@ def test_core_storage_remove_stale_temporaries(store: LocalArtifactStore) -> Non
     assert store.remove_stale_temporaries(older_than_seconds=60) == 1
     assert not stale.exists() and fresh_upload.temp_path.exists() and store.exists(sha)
     fresh_upload.discard()
+
+
+# --- named references -------------------------------------------------------------------------
+
+
+def test_core_storage_ref_points_at_an_artifact(store: LocalArtifactStore) -> None:
+    sha = store.put_bytes(b"reference model")
+
+    store.set_ref("phi-new.v1", sha)
+
+    assert store.get_ref("phi-new.v1") == sha
+    assert store.get_ref("unknown") is None
+
+
+def test_core_storage_ref_is_replaced_whole(store: LocalArtifactStore) -> None:
+    first, second = store.put_bytes(b"first"), store.put_bytes(b"second")
+    store.set_ref("latest", first)
+
+    store.set_ref("latest", second)
+
+    assert store.get_ref("latest") == second
+    assert [p.name for p in (store.root / "references").iterdir()] == ["latest.json"]
+
+
+def test_core_storage_ref_to_a_deleted_artifact_is_none(store: LocalArtifactStore) -> None:
+    sha = store.put_bytes(b"soon gone")
+    store.set_ref("gone", sha)
+
+    store.delete(sha)
+
+    assert store.get_ref("gone") is None
+
+
+def test_core_storage_ref_to_a_missing_artifact_refused(store: LocalArtifactStore) -> None:
+    with pytest.raises(ArtifactNotFoundError):
+        store.set_ref("dangling", "f" * 64)
+    assert store.get_ref("dangling") is None
+
+
+def test_core_storage_failed_ref_write_keeps_the_old_one(
+    store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = store.put_bytes(b"first"), store.put_bytes(b"second")
+    store.set_ref("latest", first)
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.set_ref("latest", second)
+
+    assert store.get_ref("latest") == first
+    assert [p.name for p in (store.root / "references").iterdir()] == ["latest.json"]
+
+
+BAD_NAMES = ["", "../x", "a/b", ".hidden", "-flag", "x" * 129, "white space", "ü"]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_core_storage_invalid_names_refused(store: LocalArtifactStore, bad: str) -> None:
+    sha = store.put_bytes(b"named")
+    for call in (store.get_ref, store.scratch, store.discard_scratch):
+        with pytest.raises(ValueError, match="name"):
+            call(bad)
+    with pytest.raises(ValueError, match="name"):
+        store.set_ref(bad, sha)
+    assert _files(store.root) == [store.path(sha)]
+
+
+# --- scratch folders ----------------------------------------------------------------------------
+
+
+def test_core_storage_scratch_is_one_folder_per_name(store: LocalArtifactStore) -> None:
+    folder = store.scratch("job-1")
+
+    assert folder.is_dir() and folder.is_relative_to(store.root)
+    assert store.scratch("job-1") == folder
+    assert store.scratch("job-2") != folder
+
+
+def test_core_storage_scratch_keeps_its_files_until_discarded(store: LocalArtifactStore) -> None:
+    kept = store.put_bytes(b"an artifact")
+    (store.scratch("job") / "reference.pt").write_bytes(b"checkpoint")
+    (store.scratch("job") / "tmp" / "nested").mkdir(parents=True)
+
+    assert (store.scratch("job") / "reference.pt").read_bytes() == b"checkpoint"
+    store.discard_scratch("job")
+
+    assert _files(store.root) == [store.path(kept)]
+    assert not (store.root / "scratch" / "job").exists()
+    store.discard_scratch("job")  # already gone: nothing to do

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from core.db import make_engine
 from core.models import Release, UpgradeJob
 from core.settings import Settings
+from core.tasks import worker_command
 from mpt.data import ImageDataset, Split, load_dataset, save_npz, split_classes
 from mpt.io import load_package, preprocess, save_package
 from mpt.train import TrainConfig
@@ -297,7 +297,9 @@ class Api:
             return list(session.scalars(sa.select(Release).order_by(Release.version)))
 
     def checkpoints(self, job_id: str) -> Path:
-        return self.settings.artifact_dir / "checkpoints" / job_id
+        """The job's scratch folder in the local store, where its checkpoints are written as
+        `<stage>.pt` (not created here: a test asks whether it exists)."""
+        return self.settings.artifact_dir / "scratch" / job_id
 
 
 StartApi = Callable[..., Awaitable[Api]]
@@ -417,23 +419,6 @@ class WorkerProcess:
 
 StartWorker = Callable[[Api], WorkerProcess]
 
-WORKER_COMMAND = [
-    sys.executable,
-    "-m",
-    "celery",
-    "-A",
-    "worker.tasks",
-    "worker",
-    "-Q",
-    "gpu",
-    "--concurrency=1",
-    "--without-gossip",
-    "--without-mingle",
-    "--without-heartbeat",
-    "--loglevel",
-    "INFO",
-]
-
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
@@ -445,7 +430,7 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
         api.worker_logs.append(log)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                WORKER_COMMAND,
+                worker_command(),
                 cwd=REPO_ROOT,
                 env=worker_environment(api.settings),
                 stdin=subprocess.DEVNULL,

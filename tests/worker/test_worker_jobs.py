@@ -1,4 +1,5 @@
-"""Job claiming, stale-job recovery and the progress lease, on a real database without Celery."""
+"""The job lease (claim, renew, check, finish), stale-job recovery, progress and the heartbeat,
+on a real database without Celery."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import db
 from core.jobs import recover_stale_jobs
+from core.lease import JobCancelled, Lease, LeaseLost
 from core.models import (
     DatasetRecord,
     Deployment,
+    JobPhase,
     JobStatus,
     Release,
     UpgradeJob,
@@ -31,10 +34,11 @@ from core.storage import LocalArtifactStore
 from core.tasks import QUEUE, RUN_UPGRADE, make_celery
 from service.background import JobJanitor
 from worker.heartbeat import Heartbeat
-from worker.pipeline import WorkerContext, claim_job, run_job
-from worker.progress import JobProgress, LeaseLost
+from worker.pipeline import JobOutcome, WorkerContext, run_job
+from worker.progress import JobProgress
 
 STALE_SECONDS = 30.0
+PATIENCE = 60.0  # seconds to wait for a background thread: only a broken one takes this long
 
 
 @dataclass
@@ -67,6 +71,21 @@ class Jobs:
     def get(self, job_id: str) -> UpgradeJob:
         with self.sessions() as session:
             return session.get_one(UpgradeJob, job_id)
+
+    def lease(self, job_id: str, worker_id: str = "worker-a") -> Lease:
+        return Lease(self.sessions, job_id, worker_id)
+
+    def claimed(self, worker_id: str = "worker-a") -> Lease:
+        """A new job, claimed by `worker_id`."""
+        lease = self.lease(self.add(), worker_id)
+        assert lease.claim(STALE_SECONDS)
+        return lease
+
+    def set(self, job_id: str, **values: Any) -> None:
+        """Change the row behind the worker's back (another worker, the janitor, the API)."""
+        with self.sessions() as session:
+            session.execute(sa.update(UpgradeJob).where(UpgradeJob.id == job_id).values(**values))
+            session.commit()
 
 
 def _seed(session: Session) -> tuple[int, int, str]:
@@ -124,13 +143,13 @@ def _ago(seconds: float) -> Any:
     return utc_now() - timedelta(seconds=seconds)
 
 
-# --- claim_job -------------------------------------------------------------------------------
+# --- Lease.claim -----------------------------------------------------------------------------
 
 
-def test_claim_job_takes_a_queued_job(jobs: Jobs) -> None:
+def test_lease_claim_takes_a_queued_job(jobs: Jobs) -> None:
     job_id = jobs.add()
 
-    claimed = claim_job(jobs.ctx, job_id, "worker-a")
+    claimed = jobs.lease(job_id).claim(STALE_SECONDS)
 
     job = jobs.get(job_id)
     assert claimed is True
@@ -139,18 +158,17 @@ def test_claim_job_takes_a_queued_job(jobs: Jobs) -> None:
     assert job.heartbeat_at is not None and job.started_at is not None
 
 
-def test_claim_job_refuses_a_job_running_with_a_fresh_heartbeat(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
+def test_lease_claim_refuses_a_job_running_with_a_fresh_heartbeat(jobs: Jobs) -> None:
+    job_id = jobs.claimed("worker-a").job_id
 
-    claimed = claim_job(jobs.ctx, job_id, "worker-b")
+    claimed = jobs.lease(job_id, "worker-b").claim(STALE_SECONDS)
 
     job = jobs.get(job_id)
     assert claimed is False
     assert job.worker_id == "worker-a" and job.attempts == 1
 
 
-def test_claim_job_takes_over_a_job_whose_heartbeat_is_stale(jobs: Jobs) -> None:
+def test_lease_claim_takes_over_a_job_whose_heartbeat_is_stale(jobs: Jobs) -> None:
     started = _ago(10 * STALE_SECONDS)
     job_id = jobs.add(
         status=JobStatus.RUNNING,
@@ -160,7 +178,7 @@ def test_claim_job_takes_over_a_job_whose_heartbeat_is_stale(jobs: Jobs) -> None
         heartbeat_at=_ago(2 * STALE_SECONDS),
     )
 
-    claimed = claim_job(jobs.ctx, job_id, "worker-b")
+    claimed = jobs.lease(job_id, "worker-b").claim(STALE_SECONDS)
 
     job = jobs.get(job_id)
     assert claimed is True
@@ -170,22 +188,119 @@ def test_claim_job_takes_over_a_job_whose_heartbeat_is_stale(jobs: Jobs) -> None
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
-def test_claim_job_refuses_a_finished_job(jobs: Jobs, status: str) -> None:
+def test_lease_claim_refuses_a_finished_job(jobs: Jobs, status: str) -> None:
     job_id = jobs.add(status=status, heartbeat_at=_ago(10 * STALE_SECONDS))
 
-    assert claim_job(jobs.ctx, job_id, "worker-a") is False
+    assert jobs.lease(job_id).claim(STALE_SECONDS) is False
     assert jobs.get(job_id).status == status
 
 
 def test_run_job_skips_a_job_another_worker_holds(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
+    job_id = jobs.claimed("worker-a").job_id
 
     outcome = run_job(jobs.ctx, job_id, "worker-b")
 
     job = jobs.get(job_id)
-    assert outcome == "skipped"
+    assert outcome is JobOutcome.SKIPPED
     assert job.status == JobStatus.RUNNING and job.worker_id == "worker-a"
+
+
+# --- Lease.renew, check and finish ------------------------------------------------------------
+
+
+def test_lease_renew_writes_the_heartbeat_and_values(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, heartbeat_at=_ago(2 * STALE_SECONDS))
+
+    lease.renew(phase=JobPhase.REFERENCE)
+
+    job = jobs.get(lease.job_id)
+    assert job.phase == JobPhase.REFERENCE
+    assert job.heartbeat_at is not None and job.heartbeat_at > _ago(STALE_SECONDS)
+    assert lease.lost is False
+
+
+TAKEOVERS = pytest.mark.parametrize(
+    "takeover",
+    [
+        {"worker_id": "worker-b"},
+        {"status": JobStatus.QUEUED, "worker_id": None},
+        {"status": JobStatus.FAILED},
+    ],
+    ids=["another-worker", "requeued", "failed-by-janitor"],
+)
+
+
+@TAKEOVERS
+def test_lease_renew_raises_lease_lost_and_writes_nothing(
+    jobs: Jobs, takeover: dict[str, Any]
+) -> None:
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, **takeover)
+    before = jobs.get(lease.job_id).heartbeat_at
+
+    with pytest.raises(LeaseLost, match="worker-a"):
+        lease.renew(phase=JobPhase.REFERENCE)
+
+    assert lease.lost is True
+    assert jobs.get(lease.job_id).heartbeat_at == before
+    assert jobs.get(lease.job_id).phase is None
+
+
+def test_lease_check_passes_while_held_and_not_cancelled(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+
+    lease.check()
+
+    assert lease.lost is False
+
+
+def test_lease_check_raises_job_cancelled_once_the_flag_is_set(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, cancel_requested=True)
+
+    with pytest.raises(JobCancelled, match=lease.job_id):
+        lease.check()
+
+    assert lease.lost is False
+
+
+@TAKEOVERS
+def test_lease_check_raises_lease_lost_once_the_job_is_not_held(
+    jobs: Jobs, takeover: dict[str, Any]
+) -> None:
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, cancel_requested=True, **takeover)
+
+    with pytest.raises(LeaseLost, match="worker-a"):
+        lease.check()
+
+    assert lease.lost is True
+
+
+def test_lease_finish_ends_the_job_in_the_callers_transaction(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+
+    with jobs.sessions() as session:
+        lease.finish(session, JobStatus.FAILED, error="boom")
+        assert jobs.get(lease.job_id).status == JobStatus.RUNNING  # not committed yet
+        session.commit()
+
+    job = jobs.get(lease.job_id)
+    assert job.status == JobStatus.FAILED and job.error == "boom"
+    assert job.finished_at is not None
+
+
+def test_lease_finish_refuses_a_job_another_worker_holds(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, worker_id="worker-b")
+
+    with jobs.sessions() as session, pytest.raises(LeaseLost, match="worker-a"):
+        lease.finish(session, JobStatus.SUCCEEDED)
+
+    job = jobs.get(lease.job_id)
+    assert job.status == JobStatus.RUNNING and job.worker_id == "worker-b"
+    assert job.finished_at is None and lease.lost is True
 
 
 # --- recover_stale_jobs ----------------------------------------------------------------------
@@ -277,144 +392,135 @@ def test_job_janitor_sweep_requeues_and_enqueues_a_stale_job(jobs: Jobs, redis_u
     assert stale in messages[0]["headers"]["argsrepr"]
 
 
-# --- JobProgress: heartbeat, lease, cancel flag ----------------------------------------------
+# --- JobProgress: phases, progress, cancel flag ----------------------------------------------
 
 
 def test_job_progress_writes_progress_and_heartbeat(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
-    progress = JobProgress(jobs.sessions, job_id, "worker-a", stages=2)
+    lease = jobs.claimed()
+    progress = JobProgress(lease, stages=2)
 
-    progress.write(force=True, phase="candidates", fraction=0.5, epoch=1)
+    progress.enter(JobPhase.CANDIDATES)
+    progress.update(force=True, fraction=0.5, epoch=1)
 
-    job = jobs.get(job_id)
-    assert job.phase == "candidates"
+    job = jobs.get(lease.job_id)
+    assert job.phase == JobPhase.CANDIDATES
     assert job.progress == {"fraction": 0.5, "epoch": 1}
 
 
+def test_job_progress_times_each_phase_it_enters(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+    progress = JobProgress(lease, stages=1)
+
+    progress.hooks("reference", JobPhase.REFERENCE)
+    progress.on_phase("selecting")
+    progress.on_phase("evaluating")
+    progress.enter(JobPhase.GATING)
+
+    job = jobs.get(lease.job_id)
+    assert job.phase == JobPhase.GATING
+    assert list(job.progress["phase_seconds"]) == ["reference", "selecting", "evaluating"]
+    assert job.progress["stage"] == "reference"
+
+
 def test_job_progress_raises_lease_lost_once_another_worker_holds_the_job(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
-    progress = JobProgress(jobs.sessions, job_id, "worker-a", stages=1)
-    progress.write(force=True, fraction=0.1)
-    with jobs.sessions() as session:
-        session.execute(
-            sa.update(UpgradeJob).where(UpgradeJob.id == job_id).values(worker_id="worker-b")
-        )
-        session.commit()
+    lease = jobs.claimed()
+    progress = JobProgress(lease, stages=1)
+    progress.update(force=True, fraction=0.1)
+    jobs.set(lease.job_id, worker_id="worker-b")
 
     with pytest.raises(LeaseLost, match="worker-a"):
-        progress.write(force=True, fraction=0.2)
+        progress.update(force=True, fraction=0.2)
 
-    assert jobs.get(job_id).progress == {"fraction": 0.1}
+    assert jobs.get(lease.job_id).progress == {"fraction": 0.1}
 
 
-def test_job_progress_reads_the_cancel_flag(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
-    progress = JobProgress(jobs.sessions, job_id, "worker-a", stages=1, interval=0.0)
-    assert progress.cancelled() is False
-    with jobs.sessions() as session:
-        session.execute(
-            sa.update(UpgradeJob).where(UpgradeJob.id == job_id).values(cancel_requested=True)
-        )
-        session.commit()
+def test_stage_hooks_stop_training_with_job_cancelled(jobs: Jobs) -> None:
+    lease = jobs.claimed()
+    hooks = JobProgress(lease, stages=1, interval=0.0).hooks("reference", JobPhase.REFERENCE)
+    assert hooks.should_stop() is False
+    jobs.set(lease.job_id, cancel_requested=True)
 
-    assert progress.cancelled() is True
+    with pytest.raises(JobCancelled):
+        hooks.should_stop()
 
 
 # --- Heartbeat: the whole job, not only training steps ----------------------------------------
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    """Wait until `predicate()` holds; a generous limit only catches a thread that hangs."""
+    deadline = time.monotonic() + PATIENCE
     while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"never saw {what}"
         time.sleep(0.01)
 
 
-def _reassign(jobs: Jobs, job_id: str, **values: Any) -> None:
-    with jobs.sessions() as session:
-        session.execute(sa.update(UpgradeJob).where(UpgradeJob.id == job_id).values(**values))
-        session.commit()
-
-
 def test_heartbeat_refreshes_the_job_while_no_progress_is_written(jobs: Jobs) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
-    _reassign(jobs, job_id, heartbeat_at=_ago(2 * STALE_SECONDS))
+    lease = jobs.claimed()
+    jobs.set(lease.job_id, heartbeat_at=_ago(2 * STALE_SECONDS))
 
-    with Heartbeat(jobs.sessions, job_id, "worker-a", interval=0.02) as heartbeat:
-        _wait_for(lambda: heartbeat.beats >= 2)
+    with Heartbeat(lease, interval=0.02) as heartbeat:
+        _wait_for(lambda: heartbeat.beats >= 2, "two heartbeats")
 
-    job = jobs.get(job_id)
-    assert heartbeat.lost is False
+    job = jobs.get(lease.job_id)
+    assert lease.lost is False
     assert job.heartbeat_at is not None and job.heartbeat_at > _ago(STALE_SECONDS)
     with jobs.sessions() as session:
         assert recover_stale_jobs(session, STALE_SECONDS, max_retries=3) == []
 
 
-@pytest.mark.parametrize(
-    "takeover",
-    [
-        {"worker_id": "worker-b"},
-        {"status": JobStatus.QUEUED, "worker_id": None},
-        {"status": JobStatus.FAILED},
-    ],
-    ids=["another-worker", "requeued", "failed-by-janitor"],
-)
+@TAKEOVERS
 def test_heartbeat_notices_a_lost_lease_and_progress_stops_the_job(
     jobs: Jobs, takeover: dict[str, Any]
 ) -> None:
-    job_id = jobs.add()
-    assert claim_job(jobs.ctx, job_id, "worker-a")
-    _reassign(jobs, job_id, **takeover)
-    before = jobs.get(job_id).heartbeat_at
+    lease = jobs.claimed()
+    progress = JobProgress(lease, stages=1, interval=10 * STALE_SECONDS)
+    progress.check()  # reads the row now; the next read is not due for a long time
+    jobs.set(lease.job_id, **takeover)
+    before = jobs.get(lease.job_id).heartbeat_at
 
-    with Heartbeat(jobs.sessions, job_id, "worker-a", interval=0.02) as heartbeat:
-        _wait_for(lambda: heartbeat.lost)
-        progress = JobProgress(jobs.sessions, job_id, "worker-a", stages=1, heartbeat=heartbeat)
+    with Heartbeat(lease, interval=0.02):
+        _wait_for(lambda: lease.lost, "the lease lost")
         with pytest.raises(LeaseLost, match="worker-a"):
-            progress.cancelled()
+            progress.check()
         with pytest.raises(LeaseLost, match="worker-a"):
-            progress.write(force=True, fraction=0.5)
+            progress.update(force=True, fraction=0.5)
 
-    assert jobs.get(job_id).heartbeat_at == before
+    assert jobs.get(lease.job_id).heartbeat_at == before
 
 
 def test_run_job_keeps_the_heartbeat_fresh_through_a_slow_load(
     jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A phase with no training steps (here loading the old model) outlasts the stale limit."""
+    """A phase with no training steps (here loading the old model) outlasts several beats."""
     settings = jobs.ctx.settings.model_copy(update={"job_heartbeat_seconds": 0.05})
     ctx = dataclasses.replace(jobs.ctx, settings=settings)
     job_id = jobs.add()
-    seen: list[Any] = []
 
     def slow_load(path: Any) -> Any:
-        for _ in range(6):
-            time.sleep(0.05)
-            seen.append(jobs.get(job_id).heartbeat_at)
+        beats = [jobs.get(job_id).heartbeat_at]
+        while len(beats) < 3:  # two heartbeats while the load lasts
+            _wait_for(lambda: jobs.get(job_id).heartbeat_at != beats[-1], "a heartbeat")
+            beats.append(jobs.get(job_id).heartbeat_at)
         raise ValueError("not a model package")
 
     monkeypatch.setattr("worker.pipeline.load_package", slow_load)
 
     outcome = run_job(ctx, job_id, "worker-a")
 
-    assert outcome == JobStatus.FAILED
+    assert outcome is JobOutcome.FAILED
     assert jobs.get(job_id).error == "ValueError: not a model package"
-    assert len(set(seen)) >= 3, seen
 
 
 def test_run_job_leaves_a_job_that_passed_to_another_worker_alone(
     jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = jobs.add()
-    checkpoints = jobs.ctx.checkpoints(job_id)
+    checkpoint = jobs.ctx.store.scratch(job_id) / "reference.pt"
 
     def taken_over(path: Any) -> Any:
-        checkpoints.mkdir(parents=True)
-        _reassign(jobs, job_id, worker_id="worker-b", attempts=2)
+        checkpoint.write_bytes(b"the new holder's checkpoint")
+        jobs.set(job_id, worker_id="worker-b", attempts=2)
         raise ValueError("the first worker fails after losing its lease")
 
     monkeypatch.setattr("worker.pipeline.load_package", taken_over)
@@ -422,7 +528,25 @@ def test_run_job_leaves_a_job_that_passed_to_another_worker_alone(
     outcome = run_job(jobs.ctx, job_id, "worker-a")
 
     job = jobs.get(job_id)
-    assert outcome == "lost"
+    assert outcome is JobOutcome.LOST
     assert job.status == JobStatus.RUNNING and job.worker_id == "worker-b"
     assert job.error is None and job.finished_at is None
-    assert checkpoints.is_dir()
+    assert checkpoint.read_bytes() == b"the new holder's checkpoint"
+
+
+def test_run_job_discards_the_scratch_folder_of_a_job_it_ends(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = jobs.add()
+    scratch = jobs.ctx.store.scratch(job_id)
+
+    def broken(path: Any) -> Any:
+        (scratch / "reference.pt").write_bytes(b"half a run")
+        raise ValueError("not a model package")
+
+    monkeypatch.setattr("worker.pipeline.load_package", broken)
+
+    outcome = run_job(jobs.ctx, job_id, "worker-a")
+
+    assert outcome is JobOutcome.FAILED
+    assert not scratch.exists()
