@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from mpt import methods, models
+from mpt.biases import DEFAULT_RELATIVE_SWEEP, BiasSweep
 from mpt.data import load_dataset, parse_class_selection, split_classes
 from mpt.errors import MPTError
 from mpt.evaluate import compare_packages
+from mpt.gate import RULES, validate_policy
 from mpt.io import load_package, save_package
 from mpt.progress import ProgressBar
-from mpt.tables import render_report
+from mpt.tables import render_report, render_selection
 from mpt.train import TrainConfig
 from mpt.upgrade import train_package, upgrade
 
@@ -37,6 +39,12 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="where built datasets are cached"
     )
+    parser.add_argument(
+        "--warmup-epochs", type=float, default=1.0, help="linear lr warmup (0: none)"
+    )
+    parser.add_argument(
+        "--grad-clip", type=float, default=10.0, help="clip the gradient norm (0: off)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="model package to write (.zip)")
 
@@ -48,6 +56,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
+        warmup_epochs=args.warmup_epochs,
+        grad_clip=args.grad_clip or None,
     )
 
 
@@ -66,12 +76,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_overrides(pairs: Sequence[str], option: str = "--set") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise MPTError(f"--set takes key=value, got {pair!r}")
+            raise MPTError(f"{option} takes key=value, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -93,12 +103,12 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
         old,
         dataset,
         method=args.method,
-        biases=args.bias,
+        sweep=_sweep(args),
         arch=args.arch,
         config=_config(args),
         overrides=_parse_overrides(args.set),
         reference=reference,
-        max_nfr=args.max_nfr,
+        gate=_gate(args),
         hooks_for=hooks_for,
     )
     for bar in bars:
@@ -107,25 +117,27 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     save_package(args.out, chosen.package.model, chosen.package.manifest)
     if args.save_reference:
         save_package(args.save_reference, result.reference.model, result.reference.manifest)
-    for cand in result.candidates:
-        print(
-            f"candidate bias={cand.bias}: val NFR {cand.val_nfr:.4f}, "
-            f"val error {cand.val_error:.4f}"
-        )
-    print(f"chosen bias={chosen.bias}; wrote {args.out}\n")
+    summary = result.summary()
+    print(render_selection(summary))
+    print(f"wrote {args.out}\n")
     print(render_report(result.report, title="candidate vs old model (test split)"))
     print(render_report(result.reference_report, title="no treatment (phi_new) vs old model"))
     if args.report:
-        args.report.write_text(
-            json.dumps(
-                {
-                    "candidate": result.report.to_dict(),
-                    "no_treatment": result.reference_report.to_dict(),
-                },
-                indent=2,
-            )
-        )
+        args.report.write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> BiasSweep | None:
+    if args.bias is None and args.relative_bias is None:
+        return None
+    return BiasSweep.parse(args.method, args.bias, args.relative_bias)
+
+
+def _gate(args: argparse.Namespace) -> dict[str, Any]:
+    policy = _parse_overrides(args.gate, "--gate")
+    if args.error_budget is not None:
+        policy["error_budget"] = args.error_budget
+    return validate_policy(policy)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,7 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(up)
     up.add_argument("--old", type=Path, required=True)
     up.add_argument("--method", default="mpt_kl", choices=methods.names(), metavar="METHOD")
-    up.add_argument("--bias", type=float, action="append", help="repeat to sweep")
+    bias = up.add_mutually_exclusive_group()
+    bias.add_argument("--bias", type=float, action="append", help="in logits; repeat to sweep")
+    bias.add_argument(
+        "--relative-bias",
+        type=float,
+        action="append",
+        help="in units of the old model's median margin; repeat to sweep "
+        f"(default: {' '.join(map(str, DEFAULT_RELATIVE_SWEEP))})",
+    )
     up.add_argument(
         "--set",
         action="append",
@@ -172,7 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--reference", type=Path, help="reuse a trained phi_new package")
     up.add_argument("--save-reference", type=Path, help="also write phi_new here")
-    up.add_argument("--max-nfr", type=float, help="pick the most accurate candidate under this NFR")
+    up.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="RULE=LIMIT",
+        help=f"a gate rule candidates must pass on validation: {', '.join(RULES)}",
+    )
+    up.add_argument(
+        "--error-budget",
+        type=float,
+        help="extra validation error allowed over the most accurate model (default 0.01)",
+    )
     up.add_argument("--report", type=Path, help="write both flip reports as JSON")
     up.set_defaults(run=_cmd_upgrade)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mpt.metrics import FlipReport, Proportion
 
-__all__ = ["render_report"]
+__all__ = ["render_report", "render_selection"]
 
 
 def _rate(p: Proportion | None) -> str:
@@ -86,3 +87,33 @@ def render_report(report: FlipReport, *, title: str = "flip report", limit: int 
         "",
     ]
     return "\n".join(parts)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def render_selection(summary: Mapping[str, Any]) -> str:
+    """The candidates on validation and why one was chosen, from `UpgradeResult.summary()`."""
+    rows = [("candidate", "bias", "relative", "val NFR [95%]", "val error", "")]
+    plain = summary["no_treatment_val"]
+    low, high = plain["val_nfr_interval"]
+    rows.append(
+        ("plain retrain", "-", "-", f"{_pct(plain['val_nfr'])} [{_pct(low)}, {_pct(high)}]",
+         _pct(plain["val_error"]), "")
+    )  # fmt: skip
+    for i, row in enumerate(summary["candidates"]):
+        low, high = row["val_nfr_interval"]
+        rows.append(
+            (f"#{i}", "-" if row["bias"] is None else f"{row['bias']:.3g}",
+             "-" if row["relative_bias"] is None else f"{row['relative_bias']:.3g}",
+             f"{_pct(row['val_nfr'])} [{_pct(low)}, {_pct(high)}]", _pct(row["val_error"]),
+             "chosen" if row["chosen"] else "")
+        )  # fmt: skip
+    selection = summary["selection"]
+    lines = [f"validation: {plain['val_old_samples']} old-class samples"]
+    if summary.get("margin") is not None:
+        lines.append(f"old model's median margin: {summary['margin']:.3f} logits")
+    lines += _table(rows)
+    lines.append(f"selection: {selection['reason']}")
+    return "\n".join(lines) + "\n"

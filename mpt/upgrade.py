@@ -5,8 +5,7 @@ The worker and the benchmark use the same functions, so a job and a CLI run trai
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,21 @@ from typing import Any
 import torch
 
 from mpt import methods, models
+from mpt.biases import BiasSweep, median_margin
 from mpt.data import ImageDataset, Split, align_classes, with_validation
 from mpt.errors import DatasetError, MPTError
 from mpt.evaluate import predict_logits
 from mpt.io import InputSpec, Manifest, ModelPackage
-from mpt.metrics import FlipReport, flip_report, negative_flip_rate
+from mpt.metrics import FlipReport, flip_report
+from mpt.selection import Selection, select_candidate
 from mpt.train import Hooks, Teacher, TrainConfig, TrainResult, fit
 
 __all__ = [
     "Candidate",
     "UpgradeResult",
     "input_spec_for",
-    "select_candidate",
+    "planned_runs",
+    "prepare_dataset",
     "train_package",
     "upgrade",
 ]
@@ -84,13 +86,34 @@ def train_package(
 
 @dataclass
 class Candidate:
-    """One trained candidate and how it did on the validation split."""
+    """One trained candidate and its flip report against the old model on validation."""
 
-    bias: float | None
+    bias: float | None  # in logits, as trained
+    relative_bias: float | None  # in units of the old model's median margin, when so asked
     package: ModelPackage
     train: TrainResult
-    val_nfr: float
-    val_error: float
+    val_report: FlipReport
+
+    @property
+    def val_nfr(self) -> float:
+        """NFR on old-class validation samples (0 when there are none)."""
+        return self.val_report.nfr.old.value if self.val_report.nfr.old.n else 0.0
+
+    @property
+    def val_error(self) -> float:
+        return self.val_report.new_model_error.all.value
+
+    def summary(self) -> dict[str, Any]:
+        """Validation figures of the candidate, JSON-ready."""
+        nfr = self.val_report.nfr.old
+        return {
+            "bias": self.bias,
+            "relative_bias": self.relative_bias,
+            "val_nfr": self.val_nfr,
+            "val_nfr_interval": [nfr.lower, nfr.upper],
+            "val_error": self.val_error,
+            "val_old_samples": nfr.n,
+        }
 
 
 @dataclass
@@ -100,21 +123,45 @@ class UpgradeResult:
     dataset: ImageDataset  # aligned: old classes first, with a validation split
     reference: ModelPackage
     candidates: list[Candidate]
-    chosen: Candidate
+    selection: Selection
     report: FlipReport  # chosen candidate vs old model, test split
     reference_report: FlipReport  # phi_new vs old model: what no treatment would ship
-    extra: dict[str, Any] = field(default_factory=dict)
+    reference_val_report: FlipReport  # the same on the validation split
+    margin: float | None = None  # old model's median margin, when biases are relative
+    reference_train: TrainResult | None = None  # None when the reference was given
+    ensemble: list[ModelPackage] = field(default_factory=list)  # ELODI's teachers, if any
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[self.selection.index]
+
+    def candidate_rows(self) -> list[dict[str, Any]]:
+        """Each candidate's validation figures, the chosen one marked, JSON-ready."""
+        rows = [{**c.summary(), "chosen": False} for c in self.candidates]
+        rows[self.selection.index]["chosen"] = True
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """How the upgrade chose, and both test-split reports, JSON-ready."""
+        nfr = self.reference_val_report.nfr.old
+        return {
+            "margin": self.margin,
+            "selection": self.selection.to_dict(),
+            "no_treatment_val": {
+                "val_nfr": nfr.value if nfr.n else 0.0,
+                "val_nfr_interval": [nfr.lower, nfr.upper],
+                "val_error": self.reference_val_report.new_model_error.all.value,
+                "val_old_samples": nfr.n,
+            },
+            "candidates": self.candidate_rows(),
+            "candidate": self.report.to_dict(),
+            "no_treatment": self.reference_report.to_dict(),
+        }
 
 
-def select_candidate(candidates: Sequence[Candidate], max_nfr: float | None = None) -> Candidate:
-    """The most accurate candidate within `max_nfr`, else the one with the lowest NFR."""
-    passing = [c for c in candidates if max_nfr is not None and c.val_nfr <= max_nfr]
-    if passing:
-        return min(passing, key=lambda c: (c.val_error, c.val_nfr))
-    return min(candidates, key=lambda c: (c.val_nfr, c.val_error))
-
-
-def prepare_dataset(old: ModelPackage, dataset: ImageDataset, seed: int) -> ImageDataset:
+def prepare_dataset(
+    old: ModelPackage, dataset: ImageDataset, seed: int, val_fraction: float = 0.1
+) -> ImageDataset:
     """Old classes first in the old model's order, new ones after, with a validation split."""
     aligned = align_classes(dataset, old.manifest.labels)
     spec = old.manifest.input
@@ -125,39 +172,51 @@ def prepare_dataset(old: ModelPackage, dataset: ImageDataset, seed: int) -> Imag
         )
     if aligned.num_classes <= len(old.manifest.labels):
         raise DatasetError("the dataset adds no new classes to the old model's labels")
-    return with_validation(aligned, seed=seed)
+    return with_validation(aligned, fraction=val_fraction, seed=seed)
+
+
+@dataclass
+class _Judge:
+    """Flip reports against the old model, with its logits computed once per split."""
+
+    old: ModelPackage
+    dataset: ImageDataset
+
+    def __post_init__(self) -> None:
+        self._old_logits: dict[str, torch.Tensor] = {}
+
+    def report(self, package: ModelPackage, split: str) -> FlipReport:
+        data = self.dataset.splits[split]
+        if split not in self._old_logits:
+            self._old_logits[split] = predict_logits(
+                self.old.model, data.x, self.old.manifest.input
+            )
+        new_logits = predict_logits(package.model, data.x, package.manifest.input)
+        num_old = len(self.old.manifest.labels)
+        return flip_report(
+            self._old_logits[split], new_logits, data.y, num_old, self.dataset.classes
+        )
+
+
+def old_margin(old: ModelPackage, data: ImageDataset) -> float:
+    """The old model's median top-1 margin over the old-class training images."""
+    train = data.splits["train"]
+    images = train.x[train.y < len(old.manifest.labels)]
+    return median_margin(old.model, images, old.manifest.input)
 
 
 def _candidate_methods(
-    method: str, biases: Sequence[float] | None, overrides: dict[str, Any]
-) -> list[tuple[float | None, methods.Method]]:
-    base = methods.get(method, **overrides)
-    if "bias" not in base.hyperparameters():
-        if biases is not None:
-            raise MPTError(f"method {method!r} has no bias; leave the bias out")
-        return [(None, base)]
-    if biases is None:
-        return [(float(base.hyperparameters()["bias"]), base)]
-    if not biases:
-        raise MPTError("give at least one bias value")
-    return [(float(b), methods.get(method, **{**overrides, "bias": float(b)})) for b in biases]
-
-
-def _val_scores(
-    package: ModelPackage, old: ModelPackage, val: Split, num_old: int
-) -> tuple[float, float]:
-    new_logits = predict_logits(package.model, val.x, package.manifest.input)
-    old_logits = predict_logits(old.model, val.x, old.manifest.input)
-    error = float((new_logits.argmax(dim=1) != val.y).float().mean())
-    nfr = negative_flip_rate(old_logits, new_logits, val.y, num_old)
-    return (0.0 if math.isnan(nfr) else nfr), error
-
-
-def _test_report(package: ModelPackage, old: ModelPackage, dataset: ImageDataset) -> FlipReport:
-    test = dataset.splits["test"]
-    old_logits = predict_logits(old.model, test.x, old.manifest.input)
-    new_logits = predict_logits(package.model, test.x, package.manifest.input)
-    return flip_report(old_logits, new_logits, test.y, len(old.manifest.labels), dataset.classes)
+    method: str, sweep: BiasSweep | None, margin: float | None, overrides: dict[str, Any]
+) -> list[tuple[float | None, float | None, methods.Method]]:
+    """(absolute bias, relative bias, configured method) for each candidate to train."""
+    if sweep is None:
+        return [(None, None, methods.get(method, **overrides))]
+    absolute = sweep.absolute(margin if sweep.relative and margin is not None else 1.0)
+    relative = sweep.grid if sweep.relative else [None] * len(absolute)
+    return [
+        (b, r, methods.get(method, **{**overrides, "bias": b}))
+        for b, r in zip(absolute, relative, strict=True)
+    ]
 
 
 def upgrade(
@@ -165,67 +224,90 @@ def upgrade(
     dataset: ImageDataset,
     *,
     method: str = "mpt_kl",
-    biases: Sequence[float] | None = None,
+    sweep: BiasSweep | None = None,
     arch: str = "small_cnn",
     config: TrainConfig | None = None,
     overrides: dict[str, Any] | None = None,
     reference: ModelPackage | None = None,
     ensemble: Sequence[ModelPackage] = (),
-    max_nfr: float | None = None,
+    gate: Mapping[str, Any] | None = None,
     hooks_for: Callable[[str], Hooks] | None = None,
+    on_phase: Callable[[str], None] | None = None,
     checkpoint_dir: Path | None = None,
+    val_fraction: float = 0.1,
 ) -> UpgradeResult:
     """Upgrade `old` to the classes of `dataset` with `method`, one candidate per bias.
 
-    Trains the reference `phi_new` unless given, each candidate, selects on the validation
-    split (`select_candidate`) and reports the chosen one and the reference on the test split.
-    `biases=None` uses the method's default bias. `hooks_for(stage)` gives the hooks of each
-    training run ("reference", "candidate:<bias>"); with `checkpoint_dir` every run
-    checkpoints each epoch to `<stage>.pt` there and resumes from it.
+    Trains the reference `phi_new` unless given (and the rest of an ELODI ensemble), each
+    candidate, selects on the validation split with `mpt.selection.select_candidate` under
+    the `gate` policy, and reports the chosen one and the reference on the test split.
+    `sweep=None` trains the default relative sweep for methods with a bias. `hooks_for(stage)`
+    gives the hooks of each training run ("reference", "ensemble:<i>", "candidate:<bias>");
+    `on_phase` hears "selecting" and "evaluating" when those steps begin. With
+    `checkpoint_dir` every run checkpoints each epoch to `<stage>.pt` there and resumes.
     """
     config = config or TrainConfig()
+    sweep = _sweep_for(method, sweep)
     staged = _stage_configs(config, checkpoint_dir)
-    data = prepare_dataset(old, dataset, config.seed)
+    data = prepare_dataset(old, dataset, config.seed, val_fraction)
     num_old, spec = len(old.manifest.labels), old.manifest.input
     hooks = hooks_for or (lambda stage: Hooks())
+    phase = on_phase or (lambda name: None)
+    reference_train = None
     if reference is None:
-        reference, _ = train_package(
-            data,
-            arch=arch,
-            config=staged("reference"),
-            spec=spec,
-            hooks=hooks("reference"),
-            info={"role": "reference"},
-        )
+        reference, reference_train = train_package(
+            data, arch=arch, config=staged("reference"), spec=spec,
+            hooks=hooks("reference"), info={"role": "reference"},
+        )  # fmt: skip
     _check_reference(reference, data)
-    teacher = _reference_teacher(
-        methods.get(method, **(overrides or {})), reference, ensemble, data, arch, staged
-    )
+    meth = methods.get(method, **(overrides or {}))
+    members = _ensemble(meth, reference, ensemble, data, arch, staged, hooks)
+    teacher = Teacher([m.model for m in members], reference.manifest.input)
+    margin = old_margin(old, data) if sweep is not None and sweep.relative else None
+    judge = _Judge(old, data)
     candidates = []
-    for bias, meth in _candidate_methods(method, biases, overrides or {}):
+    for bias, relative, candidate_method in _candidate_methods(
+        method, sweep, margin, overrides or {}
+    ):
         package, result = train_package(
-            data,
-            arch=arch,
-            config=staged(f"candidate-{bias}"),
-            method=meth,
-            num_old=num_old,
-            spec=spec,
-            old=old,
-            reference=teacher,
-            hooks=hooks(f"candidate:{bias}"),
-            info={"role": "candidate"},
-        )
-        nfr, error = _val_scores(package, old, data.splits["val"], num_old)
-        candidates.append(Candidate(bias, package, result, nfr, error))
-    chosen = select_candidate(candidates, max_nfr)
+            data, arch=arch, config=staged(f"candidate-{bias}"), method=candidate_method,
+            num_old=num_old, spec=spec, old=old, reference=teacher,
+            hooks=hooks(f"candidate:{bias}"), info={"role": "candidate"},
+        )  # fmt: skip
+        candidates.append(Candidate(bias, relative, package, result, judge.report(package, "val")))
+    phase("selecting")
+    reference_val = judge.report(reference, "val")
+    selection = select_candidate(candidates, reference_val, gate)
+    phase("evaluating")
+    chosen = candidates[selection.index].package
     return UpgradeResult(
-        data,
-        reference,
-        candidates,
-        chosen,
-        _test_report(chosen.package, old, data),
-        _test_report(reference, old, data),
-    )
+        data, reference, candidates, selection, judge.report(chosen, "test"),
+        judge.report(reference, "test"), reference_val, margin, reference_train,
+        members if meth.reference == "ensemble" else [],
+    )  # fmt: skip
+
+
+def planned_runs(
+    method: str,
+    sweep: BiasSweep | None = None,
+    *,
+    reference_given: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> int:
+    """How many training runs `upgrade` will make with these arguments (for progress)."""
+    meth = methods.get(method, **(overrides or {}))
+    resolved = _sweep_for(method, sweep)
+    runs = len(resolved.grid) if resolved is not None else 1
+    if meth.reference == "ensemble":
+        runs += int(meth.hyperparameters()["ensemble_size"]) - 1
+    return runs + (0 if reference_given else 1)
+
+
+def _sweep_for(method: str, sweep: BiasSweep | None) -> BiasSweep | None:
+    has_bias = "bias" in methods.get(method).hyperparameters()
+    if sweep is not None and not has_bias:
+        raise MPTError(f"method {method!r} has no bias; leave the bias out")
+    return (sweep or BiasSweep()) if has_bias else None
 
 
 def _check_reference(reference: ModelPackage, data: ImageDataset) -> None:
@@ -241,16 +323,19 @@ def _stage_configs(config: TrainConfig, folder: Path | None) -> Callable[[str], 
     return staged
 
 
-def _reference_teacher(
+def _ensemble(
     method: methods.Method,
     reference: ModelPackage,
     ensemble: Sequence[ModelPackage],
     data: ImageDataset,
     arch: str,
     staged: Callable[[str], TrainConfig],
-) -> Teacher:
+    hooks: Callable[[str], Hooks],
+) -> list[ModelPackage]:
+    """The reference teacher's models: `phi_new` alone, or an ELODI ensemble completed with
+    independently seeded plain retrains."""
     if method.reference != "ensemble":
-        return Teacher.single(reference.model, reference.manifest.input)
+        return [reference]
     members = [reference, *ensemble]
     size = int(method.hyperparameters()["ensemble_size"])
     for offset in range(len(members), size):
@@ -258,9 +343,10 @@ def _reference_teacher(
         member, _ = train_package(
             data,
             arch=arch,
-            config=replace(config, seed=config.seed + offset),
+            config=replace(config, seed=config.seed + 1000 * offset),
             spec=reference.manifest.input,
+            hooks=hooks(f"ensemble:{offset}"),
             info={"role": "ensemble"},
         )
         members.append(member)
-    return Teacher([m.model for m in members[:size]], reference.manifest.input)
+    return members[:size]

@@ -3,31 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from core.settings import DEPLOYMENT_NAME_PATTERN
+from mpt.gate import BIND_ON, RULES
 
 T = TypeVar("T")
 
 
-class GatePolicy(BaseModel):
-    """The rules an upgrade must pass before its release may become active."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_nfr: float | None = Field(None, ge=0, le=1, description="NFR on old-class test samples")
-    bind_on: str = Field(
-        "point",
-        pattern="^(point|upper)$",
-        description="compare the point estimate or the upper 95% bound",
+def _gate_fields() -> dict[str, Any]:
+    """One optional field per rule of `mpt.gate.RULES`, with its bounds and description."""
+    fields: dict[str, Any] = {
+        name: (float | None, Field(None, ge=rule.low, le=rule.high, description=rule.description))
+        for name, rule in RULES.items()
+    }
+    fields["bind_on"] = (
+        Literal[BIND_ON],
+        Field("point", description="compare the point estimate or the pessimistic 95% bound"),
     )
-    max_relative_nfr: float | None = Field(None, ge=0)
-    min_accuracy: float | None = Field(None, ge=0, le=1)
-    max_old_accuracy_drop: float | None = Field(None, ge=0, le=1)
-    min_new_class_accuracy: float | None = Field(None, ge=0, le=1)
-    per_class_max_nfr: float | None = Field(None, ge=0, le=1)
+    return fields
+
+
+GatePolicy = create_model(
+    "GatePolicy",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The rules a candidate must pass before its release may become active.",
+    **_gate_fields(),
+)
 
 
 class ListOf(BaseModel, Generic[T]):

@@ -1,9 +1,11 @@
-"""`mpt bench flips`: every method on the same data, several seeds, one table.
+"""`mpt bench flips`: what an upgrade ships, against the plain retrain and the baselines.
 
-Per seed: the old model learns the first `num_old` classes; the reference `phi_new` (the
-`no_treatment` row) and every other method learn all classes from scratch; each is compared
-with the old model on the test split. Results go to `<out>/flips-<dataset>.{json,md}`, rewritten
-after every seed so an interrupted run keeps what it measured.
+Per seed: the old model learns the first `num_old` classes; then every method runs as the
+upgrade a user would run (`mpt.upgrade.upgrade`): the product method with its default bias
+sweep and selection, which also trains the plain retrain `phi_new`, then each baseline reusing
+that `phi_new`. Every model is compared with the old model on the test split. Results go to
+`<out>/flips-<dataset>.{json,md,png}`, rewritten after every seed so an interrupted run keeps
+what it measured.
 """
 
 from __future__ import annotations
@@ -14,25 +16,30 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mpt import methods
-from mpt.bench.summary import aggregate, render_markdown, summarise_report
+from mpt.bench.plot import plot_nfr_vs_error
+from mpt.bench.report import render_markdown
+from mpt.bench.summary import aggregate, summarise_report
+from mpt.biases import DEFAULT_RELATIVE_SWEEP, BiasSweep
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.errors import MPTError
-from mpt.evaluate import predict_logits
+from mpt.evaluate import compare_packages
 from mpt.io import ModelPackage
-from mpt.metrics import flip_report
+from mpt.metrics import FlipReport
 from mpt.progress import ProgressBar
-from mpt.train import Teacher, TrainConfig, resolve_device
-from mpt.upgrade import train_package
+from mpt.train import TrainConfig, TrainResult, resolve_device
+from mpt.upgrade import UpgradeResult, train_package, upgrade
 
 __all__ = ["FlipBenchConfig", "add_arguments", "run_flip_bench"]
+
+
+DEFAULT_METHODS = ("pct_kl", "pct_lm", "elodi")
 
 
 @dataclass(frozen=True)
@@ -45,13 +52,15 @@ class FlipBenchConfig:
     epochs: int = 15
     old_epochs: int | None = None  # the old model's epochs; default `epochs`
     arch: str = "small_cnn"
-    methods: tuple[str, ...] = tuple(methods.names())
-    sweep: tuple[str, ...] = ("mpt_kl",)  # methods trained once per value of `biases`
-    biases: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+    product: str = "mpt_kl"  # what an upgrade job ships by default, swept and selected
+    methods: tuple[str, ...] = DEFAULT_METHODS  # compared with it, each as an upgrade
+    relative_biases: tuple[float, ...] = DEFAULT_RELATIVE_SWEEP
+    absolute_biases: tuple[float, ...] = ()  # also sweep the product in logits, to compare
     ensemble_size: int = 4
     train_per_class: int | None = None
     batch_size: int = 128
     lr: float = 0.1
+    warmup_epochs: float = 1.0
     device: str | None = None
     cache_dir: Path | None = None
     out: Path = Path("docs/results")
@@ -59,24 +68,20 @@ class FlipBenchConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FlipBenchConfig:
-        return cls(
-            dataset=args.dataset,
-            num_old=args.num_old,
-            seeds=args.seeds,
-            epochs=args.epochs,
-            old_epochs=args.old_epochs,
-            arch=args.arch,
-            methods=tuple(args.methods),
-            sweep=tuple(args.sweep),
-            biases=tuple(args.biases),
-            ensemble_size=args.ensemble_size,
-            train_per_class=args.train_per_class,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            device=args.device,
-            cache_dir=args.cache_dir,
-            out=args.out,
-            command="mpt " + shlex.join(sys.argv[1:]),
+        names = [f.name for f in fields(cls) if f.name != "command"]
+        values = {name: getattr(args, name) for name in names}
+        for name in ("methods", "relative_biases", "absolute_biases"):
+            values[name] = tuple(values[name])
+        return cls(**values, command="mpt " + shlex.join(sys.argv[1:]))
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=seed,
+            device=self.device,
+            warmup_epochs=self.warmup_epochs,
         )
 
 
@@ -89,37 +94,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--old-epochs", type=int, help="the old model's epochs (default: --epochs)")
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument(
-        "--methods", nargs="+", default=methods.names(), choices=methods.names(), metavar="METHOD"
+        "--product", default="mpt_kl", choices=methods.names(), help="the method swept and shipped"
     )
     parser.add_argument(
-        "--sweep",
+        "--methods",
         nargs="*",
-        default=["mpt_kl"],
+        default=list(DEFAULT_METHODS),
+        choices=methods.names(),
         metavar="METHOD",
-        help="methods trained once per --biases value",
+        help="methods to compare with, each run as an upgrade (a bias method is swept too)",
     )
-    parser.add_argument("--biases", nargs="+", type=float, default=[0.0, 1.0, 2.0, 4.0])
+    parser.add_argument(
+        "--relative-biases", nargs="+", type=float, default=list(DEFAULT_RELATIVE_SWEEP)
+    )
+    parser.add_argument(
+        "--absolute-biases",
+        nargs="*",
+        type=float,
+        default=[],
+        help="also sweep the product in logits (e.g. the paper's 0 1 2 4)",
+    )
     parser.add_argument("--ensemble-size", type=int, default=4, help="ELODI ensemble size")
     parser.add_argument("--train-per-class", type=int, help="subsample the train split")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--quiet", action="store_true")
-
-
-def _runs(config: FlipBenchConfig) -> list[tuple[str, float | None]]:
-    """(method, bias) pairs after `no_treatment`, which is the reference itself."""
-    runs: list[tuple[str, float | None]] = []
-    for name in config.methods:
-        if name == "no_treatment":
-            continue
-        if name in config.sweep:
-            runs.extend((name, b) for b in config.biases)
-        else:
-            runs.append((name, getattr(methods.get(name), "bias", None)))
-    return runs
 
 
 def subsample_train(dataset: ImageDataset, per_class: int, seed: int = 0) -> ImageDataset:
@@ -142,126 +145,70 @@ def _load(config: FlipBenchConfig) -> ImageDataset:
 
 
 def _row(
-    name: str,
-    bias: float | None,
-    seed: int,
-    package: ModelPackage,
-    old: ModelPackage,
-    dataset: ImageDataset,
-    seconds: float,
-    epoch_seconds: float,
+    name: str, role: str, seed: int, report: FlipReport, train: TrainResult | None, **extra: Any
 ) -> dict[str, Any]:
-    test = dataset.splits["test"]
-    old_logits = predict_logits(old.model, test.x, old.manifest.input)
-    new_logits = predict_logits(package.model, test.x, package.manifest.input)
-    report = flip_report(old_logits, new_logits, test.y, len(old.manifest.labels), dataset.classes)
-    return {
-        "method": name,
-        "bias": bias,
-        "seed": seed,
-        "seconds": seconds,
-        "epoch_seconds": epoch_seconds,
-        **summarise_report(report),
-    }
+    timing = {} if train is None else {
+        "seconds": train.seconds, "epoch_seconds": train.epoch_seconds
+    }  # fmt: skip
+    return {"method": name, "role": role, "seed": seed, **extra, **timing,
+            **summarise_report(report)}  # fmt: skip
+
+
+def _upgrade_rows(
+    name: str, result: UpgradeResult, old: ModelPackage, seed: int, unit: str
+) -> list[dict[str, Any]]:
+    """A row per candidate (role "curve" when swept) and one for what the upgrade ships."""
+    rows = []
+    swept = result.candidates[0].bias is not None
+    for index, candidate in enumerate(result.candidates):
+        report = (
+            result.report
+            if index == result.selection.index
+            else compare_packages(old, candidate.package, result.dataset)
+        )
+        extra = {
+            "bias": candidate.bias, "relative_bias": candidate.relative_bias, "unit": unit,
+            "val_nfr": candidate.val_nfr, "val_error": candidate.val_error,
+        }  # fmt: skip
+        if swept:
+            rows.append(_row(name, "curve", seed, report, candidate.train, **extra))
+        if index == result.selection.index:
+            selection = result.selection.to_dict()
+            rows.append(_row(name, "shipped", seed, report, candidate.train, **extra,
+                             selection=selection, margin=result.margin))  # fmt: skip
+    return rows
 
 
 def _run_seed(
     config: FlipBenchConfig, dataset: ImageDataset, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
-    train = TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=seed,
-        device=config.device,
-    )
+    train = config.train_config(seed)
     bar = lambda stage: ProgressBar(f"seed {seed} {stage}", enabled=progress)  # noqa: E731
     old_data = split_classes(dataset, list(range(config.num_old)))
     old_train = replace(train, epochs=config.old_epochs or config.epochs)
     old, _ = train_package(old_data, arch=config.arch, config=old_train, hooks=bar("old"))
-    spec = old.manifest.input
-    tick = time.perf_counter()
-    ref, ref_result = train_package(
-        dataset, arch=config.arch, config=train, spec=spec, hooks=bar("no_treatment")
-    )
-    rows = [
-        _row(
-            "no_treatment",
-            None,
-            seed,
-            ref,
-            old,
-            dataset,
-            time.perf_counter() - tick,
-            ref_result.epoch_seconds,
-        )
-    ]
-    ensemble = [ref]
-    done: dict[tuple[str, str], dict[str, Any]] = {}  # same objective -> same (seeded) result
-    for name, bias in _runs(config):
-        method = methods.get(name, **({} if bias is None else {"bias": bias}))
-        if method.reference == "ensemble":
-            method = methods.get(name, ensemble_size=config.ensemble_size)
-            _grow_ensemble(ensemble, config, dataset, train, bar)
-            teacher = Teacher([m.model for m in ensemble], spec)
-        else:
-            teacher = Teacher.single(ref.model, spec)
-        key = (type(method).__name__, json.dumps(method.hyperparameters(), sort_keys=True))
-        if key in done:
-            rows.append({**done[key], "method": name, "bias": bias, "same_as": done[key]["method"]})
-            continue
-        tick = time.perf_counter()
+
+    def run(name: str, sweep: BiasSweep | None, reference: ModelPackage | None) -> UpgradeResult:
+        hooks = lambda stage: bar(f"{name} {stage}")  # noqa: E731
+        return upgrade(old, dataset, method=name, sweep=sweep, arch=config.arch, config=train,
+                       reference=reference, ensemble=ensemble, hooks_for=hooks)  # fmt: skip
+
+    ensemble: list[ModelPackage] = []
+    product = run(config.product, BiasSweep(config.relative_biases), None)
+    rows = [_row("no_treatment", "plain", seed, product.reference_report, product.reference_train)]
+    rows += _upgrade_rows(config.product, product, old, seed, "margin")
+    if config.absolute_biases:
+        absolute = run(config.product, BiasSweep(config.absolute_biases, False), product.reference)
+        rows += _upgrade_rows(f"{config.product} (logits)", absolute, old, seed, "logit")
+    for name in config.methods:
         try:
-            package, result = train_package(
-                dataset,
-                arch=config.arch,
-                config=train,
-                method=method,
-                num_old=config.num_old,
-                spec=spec,
-                old=old,
-                reference=teacher,
-                hooks=bar(f"{name} b={bias}"),
-            )
+            result = run(name, None, product.reference)
         except MPTError as exc:  # a diverging method is a result, not the end of the run
-            rows.append({"method": name, "bias": bias, "seed": seed, "diverged": str(exc)})
-            done[key] = rows[-1]
+            rows.append({"method": name, "role": "shipped", "seed": seed, "diverged": str(exc)})
             continue
-        rows.append(
-            _row(
-                name,
-                bias,
-                seed,
-                package,
-                old,
-                dataset,
-                time.perf_counter() - tick,
-                result.epoch_seconds,
-            )
-        )
-        done[key] = rows[-1]
+        ensemble[:] = result.ensemble[1:] or ensemble
+        rows += _upgrade_rows(name, result, old, seed, "margin")
     return rows
-
-
-def _grow_ensemble(
-    ensemble: list[ModelPackage],
-    config: FlipBenchConfig,
-    dataset: ImageDataset,
-    train: TrainConfig,
-    bar: Callable[[str], ProgressBar],
-) -> None:
-    """Train independent `no_treatment` models until the ELODI ensemble is complete."""
-    spec = ensemble[0].manifest.input
-    while len(ensemble) < config.ensemble_size:
-        member_config = replace(train, seed=train.seed + 1000 * len(ensemble))
-        member, _ = train_package(
-            dataset,
-            arch=config.arch,
-            config=member_config,
-            spec=spec,
-            hooks=bar(f"ensemble {len(ensemble)}"),
-        )
-        ensemble.append(member)
 
 
 def machine() -> dict[str, Any]:
@@ -321,3 +268,6 @@ def _write(config: FlipBenchConfig, result: dict[str, Any]) -> None:
         tmp = path.with_suffix(suffix + ".tmp")
         tmp.write_text(text + "\n")
         tmp.replace(path)
+    title = f"{config.dataset}: {config.num_old} -> {result['dataset']['classes']} classes, "
+    title += f"{config.arch}, {config.seeds} seed(s)"
+    plot_nfr_vs_error(result["summary"], title, config.out / f"{stem}.png")

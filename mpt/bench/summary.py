@@ -1,4 +1,11 @@
-"""Turning flip reports into benchmark rows, per-method aggregates and a markdown table."""
+"""Turning benchmark rows into per-group aggregates over seeds, paired with the plain retrain.
+
+A row is one trained model of one seed: the plain retrain (`role="plain"`), a point of a
+bias sweep (`"curve"`), or what an upgrade with that method ships after its selection
+(`"shipped"`). Groups are (method, role, bias level); every rate gets its mean, standard
+deviation and 95% interval over seeds (Student t), and the comparison with the plain retrain
+of the same seed (extra error in points, NFR ratio) is paired seed by seed.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,13 @@ from typing import Any
 
 from mpt.metrics import FlipReport, wilson_interval
 
-__all__ = ["aggregate", "render_markdown", "summarise_report"]
+__all__ = ["Stat", "aggregate", "group_key", "summarise_report"]
 
-_RATES = ("error", "error_old", "error_new", "nfr_old", "nfr_all", "relative_nfr_old", "btc")
+RATES = ("error", "error_old", "error_new", "nfr_old", "nfr_all", "relative_nfr_old", "btc")
+# two-sided 95% Student t quantiles for n - 1 degrees of freedom
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+Stat = dict[str, float | None]
 
 
 def summarise_report(report: FlipReport) -> dict[str, Any]:
@@ -31,134 +42,78 @@ def summarise_report(report: FlipReport) -> dict[str, Any]:
     }
 
 
-def _mean_std(values: list[float]) -> dict[str, float | None]:
+def stat(values: list[float | None], rate: bool = False) -> Stat:
+    """Mean, std and the 95% t-interval of the mean over the finite `values` (clipped to
+    [0, 1] for a `rate`)."""
     finite = [v for v in values if v is not None and not math.isnan(v)]
     if not finite:
-        return {"mean": None, "std": None}
+        return {"mean": None, "std": None, "low": None, "high": None}
+    mean = statistics.fmean(finite)
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return {"mean": statistics.fmean(finite), "std": std}
+    half = _T95.get(len(finite) - 1, 1.96) * std / math.sqrt(len(finite)) if std else 0.0
+    low, high = mean - half, mean + half
+    if rate:
+        low, high = max(0.0, low), min(1.0, high)
+    return {"mean": mean, "std": std, "low": low, "high": high}
+
+
+def group_key(row: dict[str, Any]) -> tuple[str, str, float | None]:
+    """(method, role, level): the bias level of a sweep point, none for the others."""
+    if row.get("role") != "curve":
+        return row["method"], row.get("role", "shipped"), None
+    level = row["relative_bias"] if row.get("relative_bias") is not None else row["bias"]
+    return row["method"], "curve", level
+
+
+def _paired(group: list[dict[str, Any]], plain: dict[int, dict[str, Any]]) -> dict[str, Stat]:
+    pairs = [(r, plain[r["seed"]]) for r in group if r["seed"] in plain]
+    extra = [r["error"] - p["error"] for r, p in pairs]
+    ratio = [r["nfr_old"] / p["nfr_old"] if p["nfr_old"] else None for r, p in pairs]
+    return {"extra_error": stat(list(extra)), "nfr_ratio": stat(ratio)}
+
+
+def _entry(
+    key: tuple[str, str, float | None],
+    group: list[dict[str, Any]],
+    diverged: list[str],
+    plain: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    method, role, level = key
+    entry: dict[str, Any] = {"method": method, "role": role, "level": level}
+    entry.update(seeds=len(group), diverged=diverged)
+    if not group:
+        return entry
+    for name in (*RATES, "old_error_old"):
+        entry[name] = stat([r.get(name) for r in group], rate=name != "relative_nfr_old")
+    for name in ("epoch_seconds", "seconds"):
+        entry[name] = stat([r.get(name) for r in group])
+    k, n = sum(r["nfr_old_k"] for r in group), sum(r["nfr_old_n"] for r in group)
+    low, high = wilson_interval(k, n)
+    entry["nfr_old_pooled"] = {"k": k, "n": n, "low": low, "high": high}
+    entry.update(_paired(group, plain))
+    entry["per_seed"] = [
+        {"seed": r["seed"], "error": r["error"], "nfr_old": r["nfr_old"],
+         "bias": r.get("bias"), "relative_bias": r.get("relative_bias")}
+        for r in group
+    ]  # fmt: skip
+    return entry
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (method, bias); NFR also pooled with a Wilson interval."""
-    groups: dict[tuple[str, float | None], list[dict[str, Any]]] = defaultdict(list)
-    diverged: dict[tuple[str, float | None], list[str]] = defaultdict(list)
+    """One entry per (method, role, level) in the order they first appear."""
+    groups: dict[tuple[str, str, float | None], list[dict[str, Any]]] = defaultdict(list)
+    diverged: dict[tuple[str, str, float | None], list[str]] = defaultdict(list)
     for row in rows:
-        group_key = (row["method"], row["bias"])
         if "diverged" in row:
-            diverged[group_key].append(f"seed {row['seed']}: {row['diverged']}")
+            diverged[group_key(row)].append(f"seed {row['seed']}: {row['diverged']}")
         else:
-            groups[group_key].append(row)
-    out = []
-    for method, bias in dict.fromkeys((row["method"], row["bias"]) for row in rows):
-        group = groups.get((method, bias), [])
-        if not group:
-            reasons = diverged[(method, bias)]
-            out.append({"method": method, "bias": bias, "seeds": 0, "diverged": reasons})
-            continue
-        k = sum(r["nfr_old_k"] for r in group)
-        n = sum(r["nfr_old_n"] for r in group)
-        low, high = wilson_interval(k, n)
-        entry: dict[str, Any] = {
-            "method": method,
-            "bias": bias,
-            "seeds": len(group),
-            "same_as": group[0].get("same_as"),
-        }
-        for key in (*_RATES, "epoch_seconds", "seconds", "old_error_old"):
-            entry[key] = _mean_std([r[key] for r in group])
-        entry["diverged"] = diverged.get((method, bias), [])
-        entry["nfr_old_pooled"] = {
-            "k": k,
-            "n": n,
-            "value": k / n if n else None,
-            "low": low,
-            "high": high,
-        }
-        out.append(entry)
-    _add_epoch_ratio(out)
-    return out
-
-
-def _add_epoch_ratio(entries: list[dict[str, Any]]) -> None:
-    base = next((e for e in entries if e["method"] == "no_treatment" and e["seeds"]), None)
+            groups[group_key(row)].append(row)
+    plain = {r["seed"]: r for r in rows if r.get("role") == "plain" and "diverged" not in r}
+    keys = dict.fromkeys(group_key(row) for row in rows)
+    out = [_entry(key, groups.get(key, []), diverged.get(key, []), plain) for key in keys]
+    base = next((e for e in out if e["role"] == "plain" and e["seeds"]), None)
     base_time = base["epoch_seconds"]["mean"] if base else None
-    for entry in entries:
-        if not entry["seeds"]:
-            continue
-        time = entry["epoch_seconds"]["mean"]
+    for entry in out:
+        time = entry.get("epoch_seconds", {}).get("mean")
         entry["epoch_time_ratio"] = time / base_time if base_time and time else None
-
-
-def _pct(stat: dict[str, float | None]) -> str:
-    if stat["mean"] is None:
-        return "n/a"
-    return f"{100 * stat['mean']:.2f} ± {100 * (stat['std'] or 0):.2f}"
-
-
-def _row(entry: dict[str, Any]) -> str:
-    if not entry["seeds"]:
-        bias = "" if entry["bias"] is None else f"{entry['bias']:g}"
-        return f"| {entry['method']} | {bias} | diverged in every seed: {entry['diverged'][0]} |"
-    pooled = entry["nfr_old_pooled"]
-    nfr = f"{_pct(entry['nfr_old'])} [{100 * pooled['low']:.2f}, {100 * pooled['high']:.2f}]"
-    rel = entry["relative_nfr_old"]
-    rel_text = "n/a" if rel["mean"] is None else f"{rel['mean']:.3f} ± {rel['std']:.3f}"
-    bias = "" if entry["bias"] is None else f"{entry['bias']:g}"
-    ratio = entry["epoch_time_ratio"]
-    name = entry["method"] + (f" (= {entry['same_as']})" if entry.get("same_as") else "")
-    cells = [
-        name,
-        bias,
-        _pct(entry["error"]),
-        _pct(entry["error_old"]),
-        _pct(entry["error_new"]),
-        nfr,
-        rel_text,
-        _pct(entry["btc"]),
-        f"{entry['epoch_seconds']['mean']:.2f}",
-        "n/a" if ratio is None else f"{ratio:.2f}x",
-        f"{entry['seconds']['mean']:.0f}",
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    """The results table with the setting, the machine and the command that reproduces it."""
-    config, machine = result["config"], result["machine"]
-    seeds = max((e["seeds"] for e in result["summary"]), default=0)
-    old_err = next((e["old_error_old"] for e in result["summary"] if e["seeds"]), None)
-    lines = [
-        f"# Flip benchmark: {config['dataset']}",
-        "",
-        f"Reproduce: `{config['command'] or 'mpt bench flips ...'}`",
-        "",
-        f"- data: {result['dataset']['classes']} classes, old model on the first "
-        f"{config['num_old']}; samples per split {result['dataset']['counts']}; images "
-        f"{result['dataset']['image_shape']} (C, H, W)",
-        f"- training: `{config['arch']}`, {config['epochs']} epochs, batch {config['batch_size']}, "
-        f"lr {config['lr']}, SGD + cosine; ELODI ensemble of {config['ensemble_size']}; "
-        f"{seeds} seeds",
-        f"- old model: {config.get('old_epochs') or config['epochs']} epochs on its classes; "
-        f"its error on old-class test samples: {_pct(old_err) if old_err else 'n/a'} %",
-        f"- machine: {machine['device']}, {machine['processor']}, {machine['cpu_threads']} "
-        f"threads, torch {machine['torch']}; total {result['total_seconds'] / 60:.1f} min, "
-        f"finished {result['finished']}",
-        "",
-        "Rates in % (mean ± std over seeds); NFR on old-class test samples with the 95% Wilson "
-        "interval of the pooled count; relative NFR = NFR / ((1 - ER_old model) * ER_new model); "
-        "epoch time ratio against `no_treatment`.",
-        "",
-        "| method | bias | ER all | ER old | ER new | NFR old [95% CI] | rel. NFR | BTC "
-        "| epoch s | epoch ratio | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [_row(entry) for entry in result["summary"]]
-    notes = [
-        f"- {e['method']} (bias {e['bias']}): {r}"
-        for e in result["summary"]
-        for r in e.get("diverged", [])
-    ]
-    if notes:
-        lines += ["", "Runs whose loss became infinite or NaN (not in the means above):", *notes]
-    return "\n".join(lines)
+    return out

@@ -15,8 +15,10 @@ __all__ = ["TrainConfig", "resolve_device"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train one model. Defaults follow the paper: SGD 0.1, momentum 0.9, wd 5e-4,
-    cosine schedule, batch 128."""
+    """How to train one model. Defaults follow the paper (SGD 0.1, momentum 0.9, wd 5e-4,
+    cosine schedule, batch 128) plus what keeps a short run from falling off the cliff at lr
+    0.1: a linear warmup, no weight decay on norm and bias parameters, optional gradient
+    clipping."""
 
     epochs: int = 30
     batch_size: int = 128
@@ -28,6 +30,9 @@ class TrainConfig:
     device: str | None = None  # None: CUDA when present, else CPU
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
     checkpoint_path: Path | None = None  # written every epoch; resumed from when present
+    warmup_epochs: float = 1.0  # linear warmup from lr/steps to lr, then cosine; 0 turns it off
+    decay_norms: bool = False  # weight decay on norm scales and biases too (the paper's SGD)
+    grad_clip: float | None = 10.0  # clip the global gradient norm to this; None: no clipping
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -36,6 +41,10 @@ class TrainConfig:
             raise MPTError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise MPTError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise MPTError(f"warmup_epochs must be in 0..epochs, got {self.warmup_epochs}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise MPTError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.augment not in ("crop_flip", "crop", "none"):
             raise MPTError(f"augment must be crop_flip, crop or none, got {self.augment!r}")
 

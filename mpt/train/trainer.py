@@ -21,6 +21,7 @@ from mpt.train.augment import augment_batch
 from mpt.train.checkpoints import load_checkpoint, save_checkpoint
 from mpt.train.config import TrainConfig, resolve_device
 from mpt.train.hooks import EpochStats, Hooks, StepStats, TrainingStopped
+from mpt.train.schedule import make_optimizer, make_scheduler
 from mpt.train.teachers import Teacher
 
 __all__ = ["TrainResult", "Trainer", "fit"]
@@ -65,12 +66,7 @@ class Trainer:
         for teacher in (self.old_teacher, self.ref_teacher):
             if teacher is not None:
                 teacher.to(self.device)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=self.config.lr,
-            momentum=self.config.momentum,
-            weight_decay=self.config.weight_decay,
-        )
+        self.optimizer = make_optimizer(self.model, self.config)
         self.amp_dtype = _amp_dtype(self.device, self.config.amp)
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
 
@@ -78,12 +74,6 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _scheduler(self, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-        total = self.config.epochs * steps_per_epoch
-        return torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )
 
     def _step(self, images: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
         with self._autocast():
@@ -94,6 +84,9 @@ class Trainer:
         loss = self.method.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.detach(), (logits.detach().argmax(dim=1) == targets).sum()
@@ -140,7 +133,7 @@ class Trainer:
         """Train for `config.epochs`, resuming from the checkpoint when there is one."""
         data = Split(data.x.to(self.device), data.y.to(self.device))
         steps = math.ceil(len(data) / self.config.batch_size)
-        scheduler = self._scheduler(steps)
+        scheduler = make_scheduler(self.optimizer, self.config, steps)
         result = TrainResult()
         start = self._resume(scheduler, result)
         began = time.perf_counter()

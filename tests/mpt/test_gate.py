@@ -1,4 +1,4 @@
-"""`worker.gate.evaluate_gate` on hand-built flip reports (no training, no Celery)."""
+"""`mpt.gate`: the rules on hand-built flip reports, and the registry the schema derives from."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import torch
 
+from mpt.errors import MPTError
+from mpt.gate import RULES, GateContext, evaluate_gate, validate_policy
 from mpt.metrics import FlipReport, flip_report
-from worker.gate import evaluate_gate
 
 NAMES = ["a", "b", "c"]  # two old classes, one new
 
@@ -182,3 +183,50 @@ def test_gate_max_relative_nfr_passes_a_model_without_flips() -> None:
 
     assert report.nfr.old.count == 0
     assert rule["passed"] is True and verdict is True
+
+
+def test_gate_error_budget_compares_with_the_plain_retrain(report: FlipReport) -> None:
+    """The candidate's overall error is 7/30; a plain retrain with 6/30 leaves 1/30 extra."""
+    targets = [0] * 10 + [1] * 10 + [2] * 10
+    retrain = _report(targets, [0] * 30, [0] * 10 + [1] * 10 + [2] * 4 + [0] * 6)
+
+    result = evaluate_gate({"error_budget": 0.03}, report, GateContext(reference=retrain))
+
+    [rule] = result.rules
+    assert rule.value == pytest.approx(1 / 30)
+    assert result.passed is False
+    assert result.failures() == ["error_budget: 0.03333 > 0.03"]
+
+
+def test_gate_error_budget_without_a_plain_retrain_fails(report: FlipReport) -> None:
+    verdict, rule = _rule({"error_budget": 1.0}, report)
+
+    assert rule["value"] is None and verdict is False
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"max_nfrr": 0.1}, "unknown gate rule 'max_nfrr'"),
+        ({"max_nfr": 1.5}, "'max_nfr' must be between 0.0 and 1.0, got 1.5"),
+        ({"max_nfr": "low"}, "'max_nfr' needs a number, got 'low'"),
+        ({"max_nfr": True}, "'max_nfr' needs a number, got True"),
+        ({"bind_on": "lower"}, "bind_on must be one of ('point', 'upper'), got 'lower'"),
+    ],
+)
+def test_gate_validate_policy_refuses_with_the_key_and_value(
+    policy: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MPTError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_policy(policy)
+
+
+def test_gate_validate_policy_drops_unset_rules() -> None:
+    assert validate_policy({"max_nfr": 0.1, "min_accuracy": None}) == {"max_nfr": 0.1}
+
+
+def test_gate_every_rule_measures_something(report: FlipReport) -> None:
+    """Each registered rule yields a number on a report where every subset is populated."""
+    context = GateContext(reference=report)
+    for rule in RULES.values():
+        assert isinstance(rule.measure(report, False, context), float), rule.name

@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 import torch
 
+from mpt.biases import BiasSweep
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.errors import DatasetError, MPTError
 from mpt.io import ModelPackage
-from mpt.train import TrainConfig
-from mpt.upgrade import Candidate, select_candidate, train_package, upgrade
+from mpt.train import Hooks, TrainConfig
+from mpt.upgrade import old_margin, prepare_dataset, train_package, upgrade
 
 CONFIG = TrainConfig(epochs=1, batch_size=64, device="cpu")
 
@@ -27,23 +28,8 @@ def old(digits: ImageDataset) -> ModelPackage:
     return package
 
 
-def _candidate(nfr: float, error: float) -> Candidate:
-    return Candidate(bias=None, package=None, train=None, val_nfr=nfr, val_error=error)  # type: ignore[arg-type]
-
-
-def test_select_candidate_prefers_accuracy_within_nfr_limit() -> None:
-    a, b, c = _candidate(0.01, 0.30), _candidate(0.03, 0.20), _candidate(0.08, 0.10)
-    assert select_candidate([a, b, c], max_nfr=0.05) is b
-
-
-def test_select_candidate_falls_back_to_lowest_nfr() -> None:
-    a, b = _candidate(0.02, 0.30), _candidate(0.08, 0.10)
-    assert select_candidate([a, b], max_nfr=0.01) is a
-    assert select_candidate([a, b]) is a
-
-
 def test_upgrade_extends_old_labels_in_old_order(old, digits) -> None:
-    result = upgrade(old, digits, biases=[0.0, 2.0], config=CONFIG)
+    result = upgrade(old, digits, sweep=BiasSweep((0.0, 2.0), relative=False), config=CONFIG)
     labels = result.chosen.package.manifest.labels
     assert labels[:3] == ["3", "1", "4"] and sorted(labels) == sorted(digits.classes)
     assert [c.bias for c in result.candidates] == [0.0, 2.0]
@@ -56,7 +42,9 @@ def test_upgrade_keeps_old_input_normalisation(old, digits) -> None:
 
 
 def test_upgrade_checkpoints_every_stage(old, digits, tmp_path) -> None:
-    upgrade(old, digits, biases=[1.0], config=CONFIG, checkpoint_dir=tmp_path)
+    upgrade(
+        old, digits, sweep=BiasSweep((1.0,), relative=False), config=CONFIG, checkpoint_dir=tmp_path
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate-1.0.pt", "reference.pt"]
 
 
@@ -82,4 +70,52 @@ def test_upgrade_image_shape_mismatch_is_refused(old, digits) -> None:
 
 def test_upgrade_bias_for_method_without_bias_is_refused(old, digits) -> None:
     with pytest.raises(MPTError, match="has no bias"):
-        upgrade(old, digits, method="pct_kl", biases=[1.0], config=CONFIG)
+        upgrade(
+            old, digits, method="pct_kl", sweep=BiasSweep((1.0,), relative=False), config=CONFIG
+        )
+
+
+def test_upgrade_default_sweep_is_relative_to_the_old_margin(old, digits) -> None:
+    result = upgrade(old, digits, config=CONFIG)
+
+    margin = old_margin(old, prepare_dataset(old, digits, CONFIG.seed))
+    assert result.margin == pytest.approx(margin) and margin > 0
+    assert [c.relative_bias for c in result.candidates] == [0.0, 0.125, 0.25, 0.5]
+    assert [c.bias for c in result.candidates] == pytest.approx(
+        [r * margin for r in (0.0, 0.125, 0.25, 0.5)], abs=1e-5
+    )
+
+
+def test_upgrade_selection_and_summary_agree(old, digits) -> None:
+    result = upgrade(old, digits, sweep=BiasSweep((0.0, 4.0), relative=False), config=CONFIG)
+
+    summary = result.summary()
+    rows = summary["candidates"]
+    assert [r["chosen"] for r in rows].count(True) == 1
+    assert rows[result.selection.index]["chosen"]
+    assert summary["selection"]["best_error"] == min(
+        [summary["no_treatment_val"]["val_error"], *(r["val_error"] for r in rows)]
+    )
+    val_old = int((result.dataset.splits["val"].y < 3).sum())
+    assert all(r["val_old_samples"] == val_old for r in rows)
+
+
+def test_upgrade_ensemble_members_report_progress(old, digits) -> None:
+    stages: list[str] = []
+
+    def hooks_for(stage: str) -> Hooks:
+        stages.append(stage)
+        return Hooks()
+
+    upgrade(old, digits, method="elodi", config=CONFIG, overrides={"ensemble_size": 2},
+            hooks_for=hooks_for)  # fmt: skip
+
+    assert stages == ["reference", "ensemble:1", "candidate:None"]
+
+
+def test_upgrade_reports_its_phases(old, digits) -> None:
+    phases: list[str] = []
+
+    upgrade(old, digits, method="pct_kl", config=CONFIG, on_phase=phases.append)
+
+    assert phases == ["selecting", "evaluating"]
