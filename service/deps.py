@@ -1,10 +1,11 @@
-"""Dependencies shared by the routes: settings, a database session, the caller's key."""
+"""Dependencies shared by the routes: settings, a database session, the caller's key, and the
+deployment, release, job or dataset a path names (404 when there is none)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from celery import Celery
 from fastapi import Depends, Request
@@ -12,16 +13,25 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import releases
+from core.models import DatasetRecord, Deployment, Release, UpgradeJob
 from core.settings import Settings
 from core.storage import LocalArtifactStore
 from service.auth import KeyCache, Principal
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
 from service.serving.registry import ServingRegistry
 
 __all__ = [
+    "AdminKey",
     "AppState",
+    "DatasetDep",
+    "DeploymentDep",
+    "JobDep",
+    "PredictKey",
+    "ReadKey",
     "RegistryDep",
+    "ReleaseDep",
     "SessionDep",
     "SettingsDep",
     "StateDep",
@@ -29,6 +39,7 @@ __all__ = [
     "scope_doc",
 ]
 
+Row = TypeVar("Row")
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
 
@@ -101,3 +112,42 @@ def scope_doc(scope: str) -> dict[str, Any]:
 AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
 ReadKey = Annotated[Principal, Depends(require_scope("read"))]
 PredictKey = Annotated[Principal, Depends(require_scope("predict"))]
+
+
+# Routes list these after their key, so a caller without a valid key learns nothing of what
+# exists: FastAPI resolves dependencies in the order of the parameters.
+
+
+def get_deployment(name: str, session: SessionDep) -> Deployment:
+    return releases.get_deployment(session, name)
+
+
+DeploymentDep = Annotated[Deployment, Depends(get_deployment)]
+
+
+def get_release(version: int, deployment: DeploymentDep, session: SessionDep) -> Release:
+    return releases.get_release(session, deployment, version)
+
+
+ReleaseDep = Annotated[Release, Depends(get_release)]
+
+
+def _row(session: Session, model: type[Row], key: str, what: str) -> Row:
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(f"{what} {key!r} does not exist")
+    return row
+
+
+def get_job(job_id: str, session: SessionDep) -> UpgradeJob:
+    return _row(session, UpgradeJob, job_id, "upgrade job")
+
+
+JobDep = Annotated[UpgradeJob, Depends(get_job)]
+
+
+def get_dataset(dataset_id: str, session: SessionDep) -> DatasetRecord:
+    return _row(session, DatasetRecord, dataset_id, "dataset")
+
+
+DatasetDep = Annotated[DatasetRecord, Depends(get_dataset)]

@@ -1,8 +1,14 @@
-"""Errors as RFC 9457 problem details: one exception tree, one set of handlers."""
+"""Errors as RFC 9457 problem details: one exception tree, one set of handlers.
+
+The service raises `ProblemError`s; the errors of `core` that a request can meet (no such
+deployment, a conflicting state, an upload over its limit) are translated here, once, so
+routes never catch them.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -10,7 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import releases
+from core.storage import UploadTooLargeError
+
 __all__ = [
+    "CORE_PROBLEMS",
     "Conflict",
     "Forbidden",
     "NotFound",
@@ -98,6 +108,24 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.errors, headers)
 
 
+def _too_large(exc: Exception) -> ProblemError:
+    assert isinstance(exc, UploadTooLargeError)
+    return PayloadTooLarge(f"the upload is over the limit of {exc.limit} bytes")
+
+
+CORE_PROBLEMS: dict[type[Exception], Callable[[Exception], ProblemError]] = {
+    releases.NotFoundError: lambda exc: NotFound(str(exc)),
+    releases.ConflictError: lambda exc: Conflict(str(exc)),
+    releases.GateRefusedError: lambda exc: Conflict(str(exc)),
+    UploadTooLargeError: _too_large,
+}
+
+
+async def _on_core(request: Request, exc: Exception) -> JSONResponse:
+    problem = next(make(exc) for kind, make in CORE_PROBLEMS.items() if isinstance(exc, kind))
+    return await _on_problem(request, problem)
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
@@ -130,6 +158,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     """Render every error the app can raise as problem details."""
     app.add_exception_handler(ProblemError, _on_problem)
+    for kind in CORE_PROBLEMS:
+        app.add_exception_handler(kind, _on_core)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,22 +1,26 @@
-"""Streaming request bodies into the artifact store's staging area, within size limits."""
+"""Reading request bodies within size limits, and streaming uploads into the artifact
+store's staging area (file writes in worker threads, off the event loop)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import anyio
 from fastapi import Request
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, Headers
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from core.storage import LocalArtifactStore, StagedUpload, UploadTooLargeError
+from core.storage import LocalArtifactStore, StagedUpload
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 __all__ = [
     "check_content_length",
     "form_text",
     "multipart_doc",
+    "parse_multipart",
+    "read_body",
     "read_form",
     "require_multipart",
     "stage_upload",
@@ -49,17 +53,39 @@ async def stage_upload(
             "the multipart field 'file' is missing",
             errors=[{"loc": ["body", "file"], "msg": "required"}],
         )
-    staged = store.stage(limit)
+    staged = await anyio.to_thread.run_sync(store.stage, limit)
     try:
         while chunk := await file.read(_CHUNK):
-            staged.write(chunk)
-    except UploadTooLargeError as exc:
-        staged.discard()
-        raise PayloadTooLarge(f"the upload is over the limit of {exc.limit} bytes") from exc
+            await anyio.to_thread.run_sync(staged.write, chunk)  # 413 past the limit
     except BaseException:
         staged.discard()
         raise
     return staged
+
+
+async def _capped(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) past `limit` bytes: declared, or once that much came."""
+    check_content_length(request, limit)
+    return b"".join([chunk async for chunk in _capped(request, limit)])
+
+
+async def parse_multipart(
+    headers: Headers, stream: AsyncGenerator[bytes, None], max_files: int
+) -> FormData:
+    """The multipart form in `stream` (422 when malformed); close it when done."""
+    try:
+        return await MultiPartParser(headers, stream, max_files=max_files).parse()
+    except MultiPartException as exc:
+        raise Unprocessable(f"the multipart body is malformed: {exc.message}") from exc
 
 
 async def read_form(request: Request, limit: int, max_files: int = 1) -> FormData:
@@ -67,19 +93,7 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     rest is read). Files are spooled by Starlette; close the form when done."""
     require_multipart(request)
     check_content_length(request, limit)
-
-    async def capped() -> AsyncGenerator[bytes, None]:
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-            yield chunk
-
-    try:
-        return await MultiPartParser(request.headers, capped(), max_files=max_files).parse()
-    except MultiPartException as exc:
-        raise Unprocessable(f"the multipart body is malformed: {exc.message}") from exc
+    return await parse_multipart(request.headers, _capped(request, limit), max_files)
 
 
 def form_text(form: FormData, name: str, max_length: int = 255) -> str | None:

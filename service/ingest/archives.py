@@ -1,7 +1,9 @@
 """Reading dataset archives (`.zip`, `.tar.gz`) member by member, never extracting to disk.
 
-Members must be regular files at `[<root>/]<split>/<class>/<file>`; absolute paths, `..`,
-links, devices and oversized members are refused before anything is read from them.
+Absolute paths, `..`, links, devices and oversized members are refused before anything is
+read from them. Where a member belongs in the image tree is `mpt.data.ImageTreeReader`'s
+rule, the one the CLI applies to folders; this module only strips one wrapping folder
+(`mydata/train/cat/1.png`, as zipping a folder makes) and reads a member when asked.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
-__all__ = ["ArchiveError", "ArchiveLimits", "Member", "archive_kind", "iter_members"]
+from mpt.data.image_tree import SPLITS
 
-SPLITS = ("train", "val", "test")
+__all__ = ["ArchiveError", "ArchiveLimits", "Member", "archive_kind", "iter_members"]
 
 
 class ArchiveError(ValueError):
@@ -32,10 +35,10 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class Member:
-    split: str
-    label: str
+    path: tuple[str, ...]  # the parts of its path in the image tree
     name: str  # the member's path in the archive, for messages
-    data: bytes
+    is_folder: bool
+    read: Callable[[], bytes]  # its bytes; call it before asking for the next member
 
 
 def archive_kind(path: Path) -> str:
@@ -50,26 +53,16 @@ def archive_kind(path: Path) -> str:
     raise ArchiveError("the file is neither a zip nor a (gzip-compressed) tar archive")
 
 
-def _parts(name: str) -> tuple[str, ...] | None:
-    """Path parts of a member name, None for entries to skip; ArchiveError if hostile."""
+def _tree_path(name: str) -> tuple[str, ...]:
+    """The parts of a member's path in the tree; ArchiveError if the name is hostile."""
     if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
         raise ArchiveError(f"member {name!r}: absolute or non-POSIX paths are refused")
     parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
     if ".." in parts:
         raise ArchiveError(f"member {name!r}: '..' in a path is refused")
-    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-        return None
+    if len(parts) > 1 and parts[0] not in SPLITS and parts[1] in SPLITS:
+        return parts[1:]
     return parts
-
-
-def _layout(parts: tuple[str, ...], name: str) -> tuple[str, str]:
-    if len(parts) == 4 and parts[1] in SPLITS:
-        parts = parts[1:]  # one wrapping folder, e.g. mydata/train/cat/1.png
-    if len(parts) == 3 and parts[0] in SPLITS:
-        return parts[0], parts[1]
-    raise ArchiveError(
-        f"member {name!r}: expected <split>/<class>/<image> with split in {', '.join(SPLITS)}"
-    )
 
 
 class _Budget:
@@ -91,42 +84,45 @@ class _Budget:
             )
 
 
+def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    with archive.open(info) as handle:
+        data = handle.read(limit + 1)
+    if len(data) != info.file_size:
+        raise ArchiveError(f"member {info.filename!r}: size does not match its header")
+    return data
+
+
 def _zip_members(path: Path, budget: _Budget) -> Iterator[Member]:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            parts = _parts(info.filename)
-            if parts is None or info.is_dir():
-                continue
+            parts = _tree_path(info.filename)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise ArchiveError(f"member {info.filename!r}: links are refused")
-            split, label = _layout(parts, info.filename)
             budget.admit(info.filename, info.file_size)
-            with archive.open(info) as handle:
-                data = handle.read(budget.limits.max_member_bytes + 1)
-            if len(data) != info.file_size:
-                raise ArchiveError(f"member {info.filename!r}: size does not match its header")
-            yield Member(split, label, info.filename, data)
+            read = partial(_zip_read, archive, info, budget.limits.max_member_bytes)
+            yield Member(parts, info.filename, info.is_dir(), read)
+
+
+def _tar_read(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(info)
+    if handle is None:
+        raise ArchiveError(f"member {info.name!r} cannot be read")
+    return handle.read()
 
 
 def _tar_members(path: Path, budget: _Budget) -> Iterator[Member]:
     with tarfile.open(path, mode="r:*") as archive:
         for info in archive:
-            parts = _parts(info.name)
-            if parts is None or info.isdir():
-                continue
-            if not info.isfile():
+            parts = _tree_path(info.name)
+            if not (info.isfile() or info.isdir()):
                 kind = "links" if info.issym() or info.islnk() else "special files"
                 raise ArchiveError(f"member {info.name!r}: {kind} are refused")
-            split, label = _layout(parts, info.name)
             budget.admit(info.name, info.size)
-            handle = archive.extractfile(info)
-            if handle is None:
-                raise ArchiveError(f"member {info.name!r} cannot be read")
-            yield Member(split, label, info.name, handle.read())
+            yield Member(parts, info.name, info.isdir(), partial(_tar_read, archive, info))
 
 
 def iter_members(path: Path, limits: ArchiveLimits | None = None) -> Iterator[Member]:
-    """Every image member of the archive at `path`, checked and read into memory."""
+    """Every folder and file of the archive at `path`, checked; files are read on demand."""
     budget = _Budget(limits or ArchiveLimits())
     kind = archive_kind(path)
     try:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 
 from core import releases
 from core.models import DatasetRecord
+from core.storage import StagedUpload
 from mpt.data import ImageDataset, save_npz
-from service.deps import AdminKey, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import NotFound, Unprocessable
+from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
+from service.errors import Unprocessable
 from service.ingest.archives import ArchiveLimits
-from service.ingest.datasets import DatasetUploadError, IngestOptions, read_dataset
+from service.ingest.datasets import IngestOptions, read_dataset
 from service.schemas import DatasetRead
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
@@ -34,11 +37,8 @@ def _parse_size(resize: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _check_covers(session: SessionDep, dataset: ImageDataset, deployment: str) -> None:
-    try:
-        active = releases.get_deployment(session, deployment).active_release
-    except releases.NotFoundError as exc:
-        raise NotFound(str(exc)) from exc
+def _check_covers(session: Session, dataset: ImageDataset, deployment: str) -> None:
+    active = releases.get_deployment(session, deployment).active_release
     if active is None:
         return
     missing = [label for label in active.labels if label not in set(dataset.classes)]
@@ -64,13 +64,43 @@ _UPLOAD_DOC = multipart_doc(
 )
 
 
-def _ingest(
-    state: StateDep, path: Path, title: str, options: IngestOptions
-) -> tuple[ImageDataset, str]:
-    try:
-        return read_dataset(path, title, options)
-    except DatasetUploadError as exc:
-        raise Unprocessable(str(exc), errors=exc.errors) from exc
+@dataclass(frozen=True)
+class _Upload:
+    """A staged dataset upload and what its form asked for."""
+
+    staged: StagedUpload
+    title: str
+    deployment: str | None
+    options: IngestOptions
+
+
+def _store_decoded(state: AppState, dataset: ImageDataset) -> str:
+    with tempfile.TemporaryDirectory(dir=state.store.root) as folder:
+        path = save_npz(dataset, Path(folder) / "dataset.npz")
+        return state.store.put_file(path)
+
+
+def _record(state: AppState, session: Session, upload: _Upload, actor: str) -> DatasetRead:
+    """Read, check and store the upload, then record it (in a worker thread)."""
+    with upload.staged as staged:
+        staged.close()
+        dataset, kind = read_dataset(staged.temp_path, upload.title, upload.options)
+        if upload.deployment:
+            _check_covers(session, dataset, upload.deployment)
+        record = DatasetRecord(
+            name=upload.title,
+            sha256=staged.sha256,
+            artifact_sha256=_store_decoded(state, dataset),
+            classes=dataset.classes,
+            counts=dataset.counts(),
+            image_shape=list(dataset.image_shape),
+            format=kind,
+            size_bytes=staged.size,
+        )
+    session.add(record)
+    releases.audit(session, actor, "upload_dataset", detail={"dataset": record.name})
+    session.commit()
+    return DatasetRead.model_validate(record)
 
 
 @router.post("", response_model=DatasetRead, status_code=201, openapi_extra=_UPLOAD_DOC)
@@ -80,53 +110,25 @@ async def upload_dataset(
     """Upload a `.zip`/`.tar.gz` image tree or an `.npz` (multipart field `file`); optional
     `name`, `resize=HxW`, and `deployment` to check it covers that deployment's active
     labels. Scope: admin."""
-    form = await read_form(request, state.settings.max_upload_bytes)
+    limit = state.settings.max_upload_bytes
+    form = await read_form(request, limit)
     try:
-        size = _parse_size(form_text(form, "resize"))
+        options = IngestOptions(
+            max_pixels=state.settings.max_image_pixels,
+            size=_parse_size(form_text(form, "resize")),
+            limits=ArchiveLimits(max_total_bytes=4 * limit),
+        )
         deployment = form_text(form, "deployment")
-        upload = form.get("file")
-        filename = getattr(upload, "filename", None)
-        title = form_text(form, "name") or filename or "dataset"
-        staged = await stage_upload(upload, state.store, state.settings.max_upload_bytes)
+        file = form.get("file")
+        title = form_text(form, "name") or getattr(file, "filename", None) or "dataset"
+        staged = await stage_upload(file, state.store, limit)
     finally:
         await form.close()
-    options = IngestOptions(
-        max_pixels=state.settings.max_image_pixels,
-        size=size,
-        limits=ArchiveLimits(max_total_bytes=4 * state.settings.max_upload_bytes),
-    )
-    with staged:
-        staged.close()
-        dataset, kind = await asyncio.to_thread(_ingest, state, staged.temp_path, title, options)
-        if deployment:
-            _check_covers(session, dataset, deployment)
-        decoded_sha = await asyncio.to_thread(_store_decoded, state, dataset)
-        record = DatasetRecord(
-            name=title,
-            sha256=staged.sha256,
-            artifact_sha256=decoded_sha,
-            classes=dataset.classes,
-            counts=dataset.counts(),
-            image_shape=list(dataset.image_shape),
-            format=kind,
-            size_bytes=staged.size,
-        )
-    session.add(record)
-    releases.audit(session, key.name, "upload_dataset", detail={"dataset": record.name})
-    session.commit()
-    return DatasetRead.model_validate(record)
-
-
-def _store_decoded(state: StateDep, dataset: ImageDataset) -> str:
-    with tempfile.TemporaryDirectory(dir=state.store.root) as folder:
-        path = save_npz(dataset, Path(folder) / "dataset.npz")
-        return state.store.put_file(path)
+    upload = _Upload(staged, title, deployment, options)
+    return await anyio.to_thread.run_sync(_record, state, session, upload, key.name)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, openapi_extra=scope_doc("read"))
-def get_dataset(dataset_id: str, session: SessionDep, key: ReadKey) -> DatasetRead:
+def get_dataset(key: ReadKey, record: DatasetDep) -> DatasetRead:
     """A dataset's classes, counts per split and checksum. Scope: read."""
-    record = session.get(DatasetRecord, dataset_id)
-    if record is None:
-        raise NotFound(f"dataset {dataset_id!r} does not exist")
     return DatasetRead.model_validate(record)

@@ -7,8 +7,7 @@ from fastapi import APIRouter
 
 from core import releases
 from core.models import Deployment
-from service.deps import AdminKey, ReadKey, SessionDep, scope_doc
-from service.errors import Conflict, NotFound
+from service.deps import AdminKey, DeploymentDep, ReadKey, SessionDep, scope_doc
 from service.schemas import DeploymentCreate, DeploymentRead, ListOf, ReleaseRead
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -24,22 +23,12 @@ def deployment_read(deployment: Deployment) -> DeploymentRead:
     )
 
 
-def find_deployment(session: SessionDep, name: str) -> Deployment:
-    try:
-        return releases.get_deployment(session, name)
-    except releases.NotFoundError as exc:
-        raise NotFound(str(exc)) from exc
-
-
 @router.post("", response_model=DeploymentRead, status_code=201, openapi_extra=scope_doc("admin"))
 def create_deployment(body: DeploymentCreate, session: SessionDep, key: AdminKey) -> DeploymentRead:
     """Create a named deployment with its gate policy. Scope: admin."""
-    try:
-        deployment = releases.create_deployment(
-            session, body.name, body.gate.model_dump(exclude_none=True), key.name
-        )
-    except releases.ConflictError as exc:
-        raise Conflict(str(exc)) from exc
+    deployment = releases.create_deployment(
+        session, body.name, body.gate.model_dump(exclude_none=True), key.name
+    )
     session.commit()
     return deployment_read(deployment)
 
@@ -52,6 +41,6 @@ def list_deployments(session: SessionDep, key: ReadKey) -> ListOf[DeploymentRead
 
 
 @router.get("/{name}", response_model=DeploymentRead, openapi_extra=scope_doc("read"))
-def get_deployment(name: str, session: SessionDep, key: ReadKey) -> DeploymentRead:
+def get_deployment(key: ReadKey, deployment: DeploymentDep) -> DeploymentRead:
     """One deployment with its gate policy and active release. Scope: read."""
-    return deployment_read(find_deployment(session, name))
+    return deployment_read(deployment)

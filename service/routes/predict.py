@@ -1,32 +1,33 @@
-"""Inference: JSON tensors or multipart images in, labels and scores out."""
+"""Inference: JSON tensors or multipart images in, labels and scores out.
+
+The routes stay async to stream the body in; parsing it, decoding images, building tensors
+and reading the database happen in worker threads, never on the event loop.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from torch import Tensor
 
 from core import releases
-from service.deps import PredictKey, SessionDep, StateDep, scope_doc
-from service.errors import (
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unprocessable,
-    UnsupportedMediaType,
-)
+from mpt.io import InputSpec
+from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
+from service.errors import Conflict, ServiceUnavailable, Unprocessable, UnsupportedMediaType
 from service.schemas import PredictRequest, PredictResponse
-from service.serving.batcher import BatchResult, InputMismatch
+from service.serving.batcher import BatchResult
 from service.serving.holder import NotLoaded, ServedModel
-from service.serving.inputs import InputError, images_to_inputs, json_to_inputs, predictions
+from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
+from service.uploads import parse_multipart, read_body
 
 router = APIRouter(tags=["predict"])
 
@@ -49,29 +50,14 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes, over the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-    return bytes(body)
-
-
 async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
-    """The files of the multipart field `files`, the whole body read within `limit`."""
-    body = await _read_body(request, limit)
+    """The files of the multipart field `files`, the whole body read within `limit` first."""
+    body = await read_body(request, limit)
 
     async def replay() -> AsyncGenerator[bytes, None]:
         yield body
 
-    try:
-        form = await MultiPartParser(request.headers, replay(), max_files=1024).parse()
-    except MultiPartException as exc:
-        raise Unprocessable(f"the multipart body is malformed: {exc.message}") from exc
+    form = await parse_multipart(request.headers, replay(), max_files=1024)
     try:
         uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         return [
@@ -81,42 +67,50 @@ async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
         await form.close()
 
 
-async def _inputs(request: Request, served: ServedModel, state: StateDep) -> tuple[Tensor, int]:
-    """Model-ready inputs (N, C, H, W) and the requested top-k."""
+InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
+
+
+def _json_inputs(body: bytes, spec: InputSpec) -> tuple[Tensor, int]:
+    try:
+        parsed = PredictRequest.model_validate(json.loads(body))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        raise Unprocessable(
+            'the body must be {"inputs": [...], "top_k": k}',
+            errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    return json_to_inputs(parsed.inputs, spec), parsed.top_k
+
+
+def _image_inputs(
+    files: list[tuple[str, bytes]], max_pixels: int, spec: InputSpec
+) -> tuple[Tensor, int]:
+    return images_to_inputs(files, spec, max_pixels), 5
+
+
+async def _read_inputs(request: Request, state: AppState) -> InputsOf:
+    """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, to
+    run off the event loop."""
     kind = request.headers.get("content-type", "")
     limit = state.settings.max_predict_bytes
-    try:
-        if kind.startswith("application/json"):
-            try:
-                parsed = PredictRequest.model_validate(json.loads(await _read_body(request, limit)))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
-            except ValidationError as exc:
-                raise Unprocessable(
-                    'the body must be {"inputs": [...], "top_k": k}',
-                    errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
-                ) from exc
-            return json_to_inputs(parsed.inputs, served.spec), parsed.top_k
-        if kind.startswith("multipart/form-data"):
-            files = await _read_images(request, limit)
-            return images_to_inputs(files, served.spec, state.settings.max_image_pixels), 5
-    except InputError as exc:
-        raise Unprocessable(str(exc), errors=exc.errors) from exc
+    if kind.startswith("application/json"):
+        return partial(_json_inputs, await read_body(request, limit))
+    if kind.startswith("multipart/form-data"):
+        files = await _read_images(request, limit)
+        return partial(_image_inputs, files, state.settings.max_image_pixels)
     raise UnsupportedMediaType(
         f"send application/json or multipart/form-data images in 'files', not {kind or 'nothing'}"
     )
 
 
 def _label_space(
-    session: SessionDep, name: str, version: int | None, served: ServedModel
+    session: Session, name: str, version: int | None, served: ServedModel
 ) -> tuple[int, int]:
     """(release version, number of classes) of the label space to answer in."""
     if version is None:
         return served.version, len(served.labels)
-    try:
-        release = releases.get_release(session, releases.get_deployment(session, name), version)
-    except releases.NotFoundError as exc:
-        raise NotFound(str(exc)) from exc
+    release = releases.get_release(session, releases.get_deployment(session, name), version)
     if tuple(release.labels) != served.labels[: len(release.labels)]:
         raise Conflict(
             f"release {version}'s labels are not a prefix of the served release "
@@ -125,30 +119,37 @@ def _label_space(
     return version, len(release.labels)
 
 
-async def _predict(
-    name: str, request: Request, state: StateDep, session: SessionDep, label_space: int | None
+def _answer(
+    session: Session, name: str, label_space: int | None, result: BatchResult, top_k: int
 ) -> PredictResponse:
-    started = time.perf_counter()
-    try:
-        served = state.registry.holder(name).current()
-    except NotLoaded as exc:
-        try:
-            releases.get_deployment(session, name)
-        except releases.NotFoundError as missing:
-            raise NotFound(str(missing)) from exc
-        raise ServiceUnavailable(f"deployment {name!r} has no release loaded") from exc
-    inputs, top_k = await _inputs(request, served, state)
-    try:
-        result: BatchResult = await state.registry.batcher(name).submit(inputs)
-    except InputMismatch as exc:
-        raise Conflict(str(exc)) from exc
     version, classes = _label_space(session, name, label_space, result.served)
     answers = predictions(result.logits[:, :classes], result.served.labels[:classes], top_k)
-    _observe(state, name, result, len(inputs), time.perf_counter() - started)
     return PredictResponse(release=result.served.version, label_space=version, predictions=answers)
 
 
-def _observe(state: StateDep, name: str, result: BatchResult, count: int, seconds: float) -> None:
+async def _served(state: AppState, session: Session, name: str) -> ServedModel:
+    """The deployment's loaded release; 404 for no such deployment, 503 while none is loaded."""
+    try:
+        return state.registry.holder(name).current()
+    except NotLoaded as exc:
+        await anyio.to_thread.run_sync(releases.get_deployment, session, name)
+        raise ServiceUnavailable(f"deployment {name!r} has no release loaded") from exc
+
+
+async def _predict(
+    name: str, request: Request, state: AppState, session: Session, label_space: int | None
+) -> PredictResponse:
+    started = time.perf_counter()
+    served = await _served(state, session, name)
+    inputs_of = await _read_inputs(request, state)
+    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, served.spec)
+    result = await state.registry.batcher(name).submit(inputs)
+    response = await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
+    _observe(state, name, result, len(inputs), time.perf_counter() - started)
+    return response
+
+
+def _observe(state: AppState, name: str, result: BatchResult, count: int, seconds: float) -> None:
     release = str(result.served.version)
     state.metrics.predictions.labels(name, release).inc(count)
     state.metrics.predict_latency.labels(name, release).observe(seconds)

@@ -11,9 +11,8 @@ from core import releases
 from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
 from core.tasks import enqueue_upgrade
 from mpt import methods, models
-from service.deps import AdminKey, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
-from service.routes.deployments import find_deployment
+from service.deps import AdminKey, DeploymentDep, JobDep, ReadKey, SessionDep, StateDep, scope_doc
+from service.errors import Conflict, ServiceUnavailable, Unprocessable
 from service.schemas import UpgradeCreate, UpgradeRead
 
 router = APIRouter(tags=["upgrades"])
@@ -111,16 +110,16 @@ def _existing(session: SessionDep, deployment: Deployment, key: str | None) -> U
     openapi_extra=scope_doc("admin"),
 )
 def submit_upgrade(
-    name: str,
     body: UpgradeCreate,
     state: StateDep,
     session: SessionDep,
     key: AdminKey,
+    deployment: DeploymentDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> UpgradeRead:
     """Queue an upgrade of the deployment's active release; the same `Idempotency-Key`
     returns the same job. Scope: admin."""
-    deployment = find_deployment(session, name)
+    name = deployment.name
     if (job := _existing(session, deployment, idempotency_key)) is not None:
         return _read(session, job)
     active = deployment.active_release
@@ -180,26 +179,19 @@ def _read(session: SessionDep, job: UpgradeJob) -> UpgradeRead:
     return upgrade_read(job, deployment.name, release)
 
 
-def _find_job(session: SessionDep, job_id: str) -> UpgradeJob:
-    job = session.get(UpgradeJob, job_id)
-    if job is None:
-        raise NotFound(f"upgrade job {job_id!r} does not exist")
-    return job
-
-
 @router.get("/v1/upgrades/{job_id}", response_model=UpgradeRead, openapi_extra=scope_doc("read"))
-def get_upgrade(job_id: str, session: SessionDep, key: ReadKey) -> UpgradeRead:
+def get_upgrade(session: SessionDep, key: ReadKey, job: JobDep) -> UpgradeRead:
     """Status, phase, progress, candidates, gate and result of a job. Scope: read."""
-    return _read(session, _find_job(session, job_id))
+    return _read(session, job)
 
 
 @router.post(
     "/v1/upgrades/{job_id}/cancel", response_model=UpgradeRead, openapi_extra=scope_doc("admin")
 )
-def cancel_upgrade(job_id: str, session: SessionDep, key: AdminKey) -> UpgradeRead:
+def cancel_upgrade(session: SessionDep, key: AdminKey, job: JobDep) -> UpgradeRead:
     """Ask a job to stop: a queued job is cancelled now, a running one between two training
     steps (within a few seconds). Scope: admin."""
-    job = _find_job(session, job_id)
+    job_id = job.id
     if job.status not in ACTIVE:
         raise Conflict(f"job {job_id} is already {job.status}")
     job.cancel_requested = True

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from service.errors import Conflict
 from service.serving.background import Background
 from service.serving.holder import ModelHolder, ServedModel
 
 __all__ = ["BatchResult", "InputMismatch", "MicroBatcher"]
 
 
-class InputMismatch(ValueError):
+class InputMismatch(Conflict):
     """The inputs no longer fit the served model (a release with another input shape was
     promoted while the request waited)."""
 
@@ -80,8 +81,7 @@ class MicroBatcher:
                 batch = _drop_mismatched(batch, served)
                 if not batch:
                     continue
-                stacked = torch.cat([item.inputs for item in batch])
-                logits = await asyncio.to_thread(served.logits, stacked)
+                stacked, logits = await asyncio.to_thread(_forward, served, batch)
             except Exception as exc:
                 for item in batch:
                     if not item.future.done():
@@ -93,6 +93,11 @@ class MicroBatcher:
                 if not item.future.done():
                     item.future.set_result(BatchResult(served, logits[start:end], len(stacked)))
                 start = end
+
+
+def _forward(served: ServedModel, batch: list[_Pending]) -> tuple[Tensor, Tensor]:
+    stacked = torch.cat([item.inputs for item in batch])  # (N, C, H, W)
+    return stacked, served.logits(stacked)
 
 
 def _drop_mismatched(batch: list[_Pending], served: ServedModel) -> list[_Pending]:

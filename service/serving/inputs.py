@@ -8,19 +8,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mpt.data import ImageError, decode_image
 from mpt.io import InputSpec, preprocess
-from service.images import ImageError, decode_image
+from service.errors import Unprocessable
 
 __all__ = ["InputError", "images_to_inputs", "json_to_inputs", "predictions"]
 
 
-class InputError(ValueError):
+class InputError(Unprocessable):
     """One or more inputs are unusable; `errors` says which and why."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         first = errors[0]
-        super().__init__(f"input {first['input']}: {first['problem']}")
-        self.errors = errors
+        super().__init__(f"input {first['input']}: {first['problem']}", errors=errors)
 
 
 def _expected(spec: InputSpec) -> tuple[int, int, int]:
@@ -57,7 +57,8 @@ def json_to_inputs(inputs: Sequence[Any], spec: InputSpec) -> Tensor:
 def images_to_inputs(
     images: Sequence[tuple[str, bytes]], spec: InputSpec, max_pixels: int
 ) -> Tensor:
-    """Encoded images (name, bytes): decoded, converted and resized to the spec, normalised."""
+    """Encoded images (name, bytes): decoded by `mpt.data.decode_image`, converted and resized
+    to the spec, normalised."""
     decoded, errors = [], []
     size = (spec.height, spec.width)
     for i, (name, data) in enumerate(images):

@@ -2,7 +2,8 @@
 
 Every app runs its real lifespan (migrations, bootstrap key, model registry, release poller)
 on a SQLite file and an artifact directory of the test's own, and is called through
-`httpx.AsyncClient` over `httpx.ASGITransport`. Async tests use anyio's pytest plugin.
+`httpx.AsyncClient` over `httpx.ASGITransport`. Async tests use anyio's pytest plugin; its
+backend and the `problem` check come from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -34,29 +35,6 @@ from service.deps import AppState
 
 ADMIN_TOKEN = "x" * 20
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-PROBLEM_JSON = "application/problem+json"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """`response` is an RFC 9457 problem with `status`; returns its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail"} <= body.keys(), body
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    return body
-
-
-@pytest.fixture
-def problem() -> Callable[[httpx.Response, int], dict[str, Any]]:
-    """`problem(response, status)`: assert an RFC 9457 problem and return its body."""
-    return assert_problem
 
 
 # --- model packages --------------------------------------------------------------------------

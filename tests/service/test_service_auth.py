@@ -143,3 +143,19 @@ async def test_auth_documented_scope_is_the_enforced_one(live, problem) -> None:
             problem(response, 403)
             checked += 1
     assert checked >= 6
+
+
+async def test_auth_comes_before_looking_up_what_the_path_names(api, problem) -> None:
+    """Without a key, a path naming a deployment, release, job or dataset that does not
+    exist is 401, never 404: nothing about what exists leaks to a caller without a key."""
+    spec = (await api.client.get("/openapi.json")).json()
+    checked = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if "{" not in path or "x-required-scope" not in operation:
+                continue
+            url = re.sub(r"\{(\w+)\}", lambda m: "7" if m[1] == "version" else "nope", path)
+            response = await api.client.request(method, url, headers={"Authorization": ""})
+            problem(response, 401)
+            checked += 1
+    assert checked >= 10

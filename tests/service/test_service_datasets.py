@@ -13,8 +13,6 @@ from mpt.data import load_npz, save_npz, split_classes
 
 pytestmark = pytest.mark.anyio
 
-# A refused resize leaves its staged upload open (test_service_uploads shows the leak).
-
 
 async def _upload(api, data: bytes, filename: str = "data.zip", **form: str):
     return await api.client.post(

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -29,10 +28,8 @@ import redis
 import sqlalchemy as sa
 import torch
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL
 
-from core.db import make_engine
 from core.models import Release, UpgradeJob
 from core.settings import Settings
 from core.tasks import worker_command
@@ -45,11 +42,7 @@ from service.deps import AppState
 
 ADMIN_TOKEN = "x" * 20
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-PROBLEM_JSON = "application/problem+json"
 REDIS_URL = os.environ.get("MPT_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
-POSTGRES_URL = os.environ.get(
-    "MPT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -65,31 +58,9 @@ FAST_JOB: dict[str, Any] = {
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fast_job() -> dict[str, Any]:
     """Upgrade request fields for a job that trains in a few seconds."""
     return dict(FAST_JOB)
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """`response` is an RFC 9457 problem with `status`; returns its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail"} <= body.keys(), body
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    return body
-
-
-@pytest.fixture
-def problem() -> Callable[[httpx.Response, int], dict[str, Any]]:
-    """`problem(response, status)`: assert an RFC 9457 problem and return its body."""
-    return assert_problem
 
 
 @contextmanager
@@ -364,35 +335,12 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the local PostgreSQL server, first on the connections' search path;
-    dropped after the test (so after its app and workers are gone)."""
-    base = make_url(POSTGRES_URL).update_query_dict({"connect_timeout": "5"})
-    schema = f"worker_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base, poolclass=sa.NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_URL} ({str(exc.orig).strip()}). These "
-            "tests need the real server: start it with `source scripts/services.sh`.",
-            pytrace=False,
-        )
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-@pytest.fixture
-def production(redis_url: str, postgres_url: str) -> dict[str, Any]:
+def production(redis_url: str, postgres_url: URL) -> dict[str, Any]:
     """Settings overrides of the production shape: Redis broker, PostgreSQL database."""
-    return {"broker_url": redis_url, "database_url": postgres_url}
+    return {
+        "broker_url": redis_url,
+        "database_url": postgres_url.render_as_string(hide_password=False),
+    }
 
 
 @dataclass
