@@ -6,14 +6,13 @@ import asyncio
 import logging
 import os
 import subprocess
-import sys
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.jobs import recover_stale_jobs
 from core.settings import Settings
-from core.tasks import QUEUE, enqueue_upgrade
+from core.tasks import enqueue_upgrade, worker_command
 from service.serving.background import periodic
 
 __all__ = ["EmbeddedWorker", "JobJanitor"]
@@ -60,22 +59,7 @@ class EmbeddedWorker:
 
     def start(self) -> None:
         self.settings.var_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.tasks",
-            "worker",
-            "-Q",
-            QUEUE,
-            "--concurrency=1",
-            "--loglevel",
-            self.settings.log_level,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        command = worker_command(self.settings.log_level)
         env = {**os.environ, **self.settings.environment()}
         self.process = subprocess.Popen(command, env=env)
         log.info("embedded worker started (pid %s)", self.process.pid)

@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from core.settings import DEPLOYMENT_NAME_PATTERN
+from mpt.biases import DEFAULT_RELATIVE_SWEEP
 from mpt.gate import BIND_ON, RULES
 
 T = TypeVar("T")
@@ -134,7 +135,12 @@ class UpgradeCreate(BaseModel):
     batch_size: int = Field(128, ge=1, le=65_536)
     lr: float = Field(0.1, gt=0, le=10)
     bias: float | list[float] | None = Field(
-        None, description="one value or a list to sweep; default [0, 1, 2, 4] for MPT methods"
+        None, description="in logits: one value or a list to sweep (not with relative_bias)"
+    )
+    relative_bias: float | list[float] | None = Field(
+        None,
+        description="in units of the old model's median top-1 margin: one value or a list to "
+        f"sweep; default {list(DEFAULT_RELATIVE_SWEEP)} for methods with a bias",
     )
     seed: int = Field(0, ge=0)
     gate: GatePolicy | None = None

@@ -11,13 +11,14 @@ from core import releases
 from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
 from core.tasks import enqueue_upgrade
 from mpt import methods, models
+from mpt.biases import BiasSweep
+from mpt.errors import MPTError
 from service.deps import AdminKey, DeploymentDep, JobDep, ReadKey, SessionDep, StateDep, scope_doc
 from service.errors import Conflict, ServiceUnavailable, Unprocessable
 from service.schemas import UpgradeCreate, UpgradeRead
 
 router = APIRouter(tags=["upgrades"])
 
-DEFAULT_BIASES = [0.0, 1.0, 2.0, 4.0]
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -25,21 +26,16 @@ def _field_error(field: str, message: str) -> Unprocessable:
     return Unprocessable(message, errors=[{"loc": ["body", field], "msg": message}])
 
 
-def _biases(body: UpgradeCreate) -> list[float] | None:
+def _sweep(body: UpgradeCreate) -> BiasSweep | None:
+    """The biases the job trains (`mpt.biases` decides which apply), or a 422 naming the
+    field at fault."""
+    if body.method not in methods.names():
+        raise _field_error("method", f"unknown method {body.method!r}; valid: {methods.names()}")
     try:
-        method = methods.get(body.method)
-    except KeyError as exc:
-        raise _field_error("method", str(exc.args[0])) from exc
-    has_bias = "bias" in method.hyperparameters()
-    values = [body.bias] if isinstance(body.bias, int | float) else body.bias
-    if not has_bias:
-        if values is not None:
-            raise _field_error("bias", f"method {body.method!r} has no bias; leave it out")
-        return None
-    values = DEFAULT_BIASES if values is None else [float(v) for v in values]
-    if not values or any(v < 0 for v in values):
-        raise _field_error("bias", f"bias values must be >= 0 and at least one, got {values}")
-    return values
+        return BiasSweep.parse(body.method, body.bias, body.relative_bias)
+    except MPTError as exc:
+        field = "relative_bias" if body.relative_bias is not None else "bias"
+        raise _field_error(field, str(exc)) from exc
 
 
 def _check_dataset(session: SessionDep, body: UpgradeCreate, active: Release) -> None:
@@ -65,11 +61,13 @@ def _check_dataset(session: SessionDep, body: UpgradeCreate, active: Release) ->
         )
 
 
-def _request(body: UpgradeCreate, biases: list[float] | None) -> dict[str, Any]:
+def _request(body: UpgradeCreate, sweep: BiasSweep | None) -> dict[str, Any]:
     if body.arch not in models.names():
         raise _field_error("arch", f"unknown architecture {body.arch!r}; valid: {models.names()}")
     request = body.model_dump(exclude={"gate", "dataset_id"})
-    request["bias"] = biases
+    grid = None if sweep is None else list(sweep.grid)
+    relative = sweep is not None and sweep.relative
+    request["bias"], request["relative_bias"] = (None, grid) if relative else (grid, None)
     request["gate"] = None if body.gate is None else body.gate.model_dump(exclude_none=True)
     return request
 
@@ -125,8 +123,7 @@ def submit_upgrade(
     active = deployment.active_release
     if active is None:
         raise Conflict(f"deployment {name!r} has no active release to upgrade")
-    biases = _biases(body)
-    request = _request(body, biases)
+    request = _request(body, _sweep(body))
     _check_dataset(session, body, active)
     running = session.scalars(
         sa.select(UpgradeJob.id).where(

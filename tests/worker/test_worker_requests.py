@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from mpt.biases import DEFAULT_RELATIVE_SWEEP
+
 pytestmark = pytest.mark.anyio
 
 # kombu's SQLAlchemy transport (the embedded default's broker) maps its tables with
@@ -43,6 +45,13 @@ async def live(start_api: Any) -> Any:
         ({"method": "pct_kl", "bias": [0.0, 1.0]}, "bias", ["pct_kl", "no bias"]),
         ({"gate": {"max_nfr": 2.0}}, "max_nfr", ["max_nfr"]),
         ({"gate": {"bind_on": "lower"}}, "bind_on", ["bind_on"]),
+        ({"relative_bias": [0.5, -1.0]}, "relative_bias", ["-1.0", ">= 0"]),
+        (
+            {"bias": 1.0, "relative_bias": 0.5},
+            "relative_bias",
+            ["bias", "relative_bias", "not both"],
+        ),
+        ({"gate": {"error_budget": 1.5}}, "error_budget", ["error_budget"]),
     ],
     ids=[
         "unknown-dataset",
@@ -57,6 +66,9 @@ async def live(start_api: Any) -> Any:
         "bias-for-pct",
         "nfr-limit-over-one",
         "unknown-bind-on",
+        "negative-relative-bias",
+        "both-bias-units",
+        "error-budget-over-one",
     ],
 )
 async def test_submit_upgrade_refuses_a_bad_request(
@@ -174,7 +186,8 @@ async def test_submit_upgrade_defaults_fill_the_stored_request(live: Any) -> Non
 
     assert job["status"] == "queued" and job["attempts"] == 0
     assert job["request"]["method"] == "mpt_kl" and job["request"]["arch"] == "small_cnn"
-    assert job["request"]["bias"] == [0.0, 1.0, 2.0, 4.0]
+    assert job["request"]["bias"] is None
+    assert job["request"]["relative_bias"] == list(DEFAULT_RELATIVE_SWEEP)
     assert job["progress"] == {"fraction": 0.0} and job["candidates"] == []
 
 
