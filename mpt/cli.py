@@ -19,6 +19,7 @@ from mpt.io import load_package, save_package
 from mpt.progress import ProgressBar
 from mpt.tables import render_report, render_selection
 from mpt.train import TrainConfig
+from mpt.train.teachers import PRECISIONS
 from mpt.upgrade import train_package, upgrade
 
 __all__ = ["main"]
@@ -45,6 +46,12 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grad-clip", type=float, default=10.0, help="clip the gradient norm (0: off)"
     )
+    parser.add_argument(
+        "--teacher-precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="frozen teachers' forward pass (auto: bf16 where the device has native kernels)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="model package to write (.zip)")
 
@@ -58,6 +65,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         warmup_epochs=args.warmup_epochs,
         grad_clip=args.grad_clip or None,
+        teacher_precision=args.teacher_precision,
     )
 
 

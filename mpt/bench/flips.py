@@ -263,6 +263,7 @@ def _result(
 def _write(config: FlipBenchConfig, result: dict[str, Any]) -> None:
     config.out.mkdir(parents=True, exist_ok=True)
     stem = "flips-" + config.dataset.replace(":", "-").replace("/", "_")
+    stem += "" if config.arch == "small_cnn" else "-" + config.arch.replace(":", "-")
     for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", render_markdown(result))):
         path = config.out / f"{stem}{suffix}"
         tmp = path.with_suffix(suffix + ".tmp")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from mpt.errors import MPTError
+from mpt.train.teachers import PRECISIONS
 
 __all__ = ["TrainConfig", "resolve_device"]
 
@@ -33,6 +34,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warmup from lr/steps to lr, then cosine; 0 turns it off
     decay_norms: bool = False  # weight decay on norm scales and biases too (the paper's SGD)
     grad_clip: float | None = 10.0  # clip the global gradient norm to this; None: no clipping
+    teacher_precision: str = "auto"  # frozen teachers: "auto" (bf16 where native), fp32, bf16
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -45,6 +47,10 @@ class TrainConfig:
             raise MPTError(f"warmup_epochs must be in 0..epochs, got {self.warmup_epochs}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise MPTError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.teacher_precision not in PRECISIONS:
+            raise MPTError(
+                f"teacher_precision must be one of {PRECISIONS}, got {self.teacher_precision!r}"
+            )
         if self.augment not in ("crop_flip", "crop", "none"):
             raise MPTError(f"augment must be crop_flip, crop or none, got {self.augment!r}")
 

@@ -10,7 +10,21 @@ from torch import Tensor, nn
 
 from mpt.io import InputSpec, preprocess
 
-__all__ = ["Teacher"]
+__all__ = ["PRECISIONS", "Teacher", "teacher_dtype"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def teacher_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a frozen teacher's forward pass, None for float32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if native else None
 
 
 @dataclass
@@ -23,21 +37,29 @@ class Teacher:
 
     models: Sequence[nn.Module]
     spec: InputSpec
+    dtype: torch.dtype | None = None  # reduced precision for the forward pass; None: float32
 
     @classmethod
     def single(cls, model: nn.Module, spec: InputSpec) -> Teacher:
         return cls([model], spec)
 
-    def to(self, device: torch.device) -> Teacher:
+    def to(self, device: torch.device, precision: str = "fp32") -> Teacher:
+        """Move to `device`, frozen; `precision` "auto" runs the forward pass in bfloat16
+        where the device does it natively (CUDA, or a CPU with oneDNN bf16 kernels)."""
         for model in self.models:
             model.to(device).eval().requires_grad_(False)
+        self.dtype = teacher_dtype(device, precision)
         return self
 
     @torch.inference_mode()
     def _raw_logits(self, images: Tensor) -> Tensor:
         inputs = preprocess(images, self.spec)
-        logits = torch.stack([model(inputs).float() for model in self.models])
-        return logits.mean(dim=0)  # (B, C_teacher)
+        if self.dtype is None:
+            outputs = [model(inputs).float() for model in self.models]
+        else:
+            with torch.autocast(inputs.device.type, dtype=self.dtype):
+                outputs = [model(inputs).float() for model in self.models]
+        return torch.stack(outputs).mean(dim=0)  # (B, C_teacher)
 
     def logits(self, images: Tensor) -> Tensor:
         """Mean logits (B, C_teacher) for uint8 `images`, without autograd."""

@@ -65,7 +65,7 @@ class Trainer:
         self.model.to(self.device)
         for teacher in (self.old_teacher, self.ref_teacher):
             if teacher is not None:
-                teacher.to(self.device)
+                teacher.to(self.device, self.config.teacher_precision)
         self.optimizer = make_optimizer(self.model, self.config)
         self.amp_dtype = _amp_dtype(self.device, self.config.amp)
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)

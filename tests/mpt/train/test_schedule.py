@@ -1,4 +1,5 @@
-"""The training recipe: warmup then cosine, weight decay groups, gradient clipping."""
+"""The training recipe: warmup then cosine, weight decay groups, gradient clipping, and the
+precision of the frozen teachers."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 from mpt import models
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.errors import MPTError
-from mpt.train import StepStats, TrainConfig
+from mpt.io import InputSpec
+from mpt.train import StepStats, Teacher, TrainConfig
 from mpt.train.schedule import lr_factor, make_optimizer, make_scheduler
+from mpt.train.teachers import teacher_dtype
 from mpt.upgrade import train_package, upgrade
 
 
@@ -106,3 +109,25 @@ def test_recipe_lr_reported_in_step_stats(digits: ImageDataset) -> None:
     assert seen[0].lr == pytest.approx(0.1 * 2 / steps)  # the lr after the first step
     assert max(s.lr for s in seen) == pytest.approx(0.1, rel=1e-6)
     assert torch.isfinite(torch.tensor([s.loss for s in seen])).all()
+
+
+def test_teacher_precision_auto_follows_the_device() -> None:
+    cpu = torch.device("cpu")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+    assert teacher_dtype(cpu, "fp32") is None
+    assert teacher_dtype(cpu, "bf16") is torch.bfloat16
+    assert teacher_dtype(cpu, "auto") is (torch.bfloat16 if native else None)
+
+
+def test_teacher_in_bf16_gives_nearly_the_fp32_logits(digits: ImageDataset) -> None:
+    spec = InputSpec(1, 8, 8, (0.3,), (0.3,))
+    model = models.create("small_cnn", 10, in_channels=1)
+    images = digits.splits["test"].x[:64]
+
+    exact = Teacher.single(model, spec).to(torch.device("cpu"), "fp32").logits(images)
+    reduced = Teacher.single(model, spec).to(torch.device("cpu"), "bf16").logits(images)
+
+    assert reduced.dtype == torch.float32
+    assert torch.allclose(reduced, exact, atol=0.05, rtol=0.05)
+    assert (reduced.argmax(1) == exact.argmax(1)).float().mean() > 0.9
