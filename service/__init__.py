@@ -1,1 +1,1 @@
-"""service: see DESIGN.md (Architecture)."""
+"""service: the FastAPI app, auth and the served models (see docs/architecture.md)."""

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN.md, "Request and response shapes")."""
+"""Request and response bodies of the HTTP API (docs/service.md)."""
 
 from __future__ import annotations
 

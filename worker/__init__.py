@@ -1,1 +1,1 @@
-"""worker: see DESIGN.md (Architecture)."""
+"""worker: Celery tasks and the upgrade pipeline (see docs/architecture.md)."""

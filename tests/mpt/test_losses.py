@@ -1,4 +1,4 @@
-"""Losses against hand-computed cases and the equivalences of DESIGN.md."""
+"""Losses against hand-computed cases and the equivalences the method defines."""
 
 from __future__ import annotations
 
