@@ -182,3 +182,40 @@ def test_upgrade_corrupt_old_package_is_refused(tmp_path, capsys) -> None:
     )
     assert code == 2 and "error" in capsys.readouterr().err
     assert not (tmp_path / "new.zip").exists()
+
+
+def test_upgrade_default_sweep_reports_its_selection(old_package, tmp_path, capsys) -> None:
+    report = tmp_path / "report.json"
+    args = ["upgrade", "--old", str(old_package), "--dataset", "digits", "--epochs", "1"]
+    args += ["--out", str(tmp_path / "new.zip"), "--report", str(report), "--quiet"]
+    args += ["--gate", "min_new_class_accuracy=0.0", "--error-budget", "0.02"]
+
+    assert main(args) == 0
+
+    summary = json.loads(report.read_text())
+    assert [c["relative_bias"] for c in summary["candidates"]] == [0.0, 0.125, 0.25, 0.5]
+    assert summary["margin"] > 0
+    assert summary["selection"]["error_budget"] == 0.02
+    assert sum(c["chosen"] for c in summary["candidates"]) == 1
+    out = capsys.readouterr().out
+    assert "old model's median margin" in out and "selection:" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--gate", "max_nfrr=0.1"], "unknown gate rule 'max_nfrr'"),
+        (["--gate", "max_nfr"], "--gate takes key=value"),
+        (["--error-budget", "2"], "'error_budget' must be between"),
+        (["--method", "pct_kl", "--bias", "1"], "has no bias"),
+    ],
+)
+def test_upgrade_refuses_bad_options_before_training(
+    old_package, tmp_path, capsys, extra, message
+) -> None:
+    args = ["upgrade", "--old", str(old_package), "--dataset", "digits", "--epochs", "1"]
+
+    code = main([*args, "--out", str(tmp_path / "new.zip"), "--quiet", *extra])
+
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "new.zip").exists()
