@@ -24,7 +24,7 @@ mpt-upgrades on $url (OpenAPI: $url/docs). In another terminal:
   curl -sH "\$H" $url/v1/deployments/default/releases -F file=@var/demo/old.zip -F activate=true
   curl -sH "\$H" $url/v1/datasets -F file=@var/demo/digits.npz           # note the "id"
   curl -sH "\$H" -H 'content-type: application/json' $url/v1/deployments/default/upgrades \\
-       -d '{"dataset_id": "<id>", "epochs": 20, "bias": [0, 1, 2, 4], "auto_promote": true}'
+       -d '{"dataset_id": "<id>", "epochs": 20, "auto_promote": true}'   # sweeps the bias
   curl -sH "\$H" $url/v1/upgrades/<job id>                                # status, phase, progress
   curl -sH "\$H" $url/v1/deployments/default/releases/2/report            # the flip report
   curl -sH "\$H" -H 'content-type: application/json' $url/predict -d '{"inputs": [[[[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]]]}'
