@@ -6,7 +6,7 @@ The worker and the benchmark use the same functions, so a job and a CLI run trai
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,13 @@ import torch
 
 from mpt import methods, models
 from mpt.biases import BiasSweep, median_margin
+from mpt.candidates import Candidate, UpgradeResult
 from mpt.data import ImageDataset, Split, align_classes, with_validation
 from mpt.errors import DatasetError, MPTError
 from mpt.evaluate import predict_logits
 from mpt.io import InputSpec, Manifest, ModelPackage
 from mpt.metrics import FlipReport, flip_report
-from mpt.selection import Selection, select_candidate
+from mpt.selection import select_candidate
 from mpt.train import Hooks, Teacher, TrainConfig, TrainResult, fit
 
 __all__ = [
@@ -82,81 +83,6 @@ def train_package(
     }
     manifest = Manifest(arch, dataset.num_classes, list(dataset.classes), spec, info=meta)
     return ModelPackage(manifest, model.cpu().eval()), result
-
-
-@dataclass
-class Candidate:
-    """One trained candidate and its flip report against the old model on validation."""
-
-    bias: float | None  # in logits, as trained
-    relative_bias: float | None  # in units of the old model's median margin, when so asked
-    package: ModelPackage
-    train: TrainResult
-    val_report: FlipReport
-
-    @property
-    def val_nfr(self) -> float:
-        """NFR on old-class validation samples (0 when there are none)."""
-        return self.val_report.nfr.old.value if self.val_report.nfr.old.n else 0.0
-
-    @property
-    def val_error(self) -> float:
-        return self.val_report.new_model_error.all.value
-
-    def summary(self) -> dict[str, Any]:
-        """Validation figures of the candidate, JSON-ready."""
-        nfr = self.val_report.nfr.old
-        return {
-            "bias": self.bias,
-            "relative_bias": self.relative_bias,
-            "val_nfr": self.val_nfr,
-            "val_nfr_interval": [nfr.lower, nfr.upper],
-            "val_error": self.val_error,
-            "val_old_samples": nfr.n,
-        }
-
-
-@dataclass
-class UpgradeResult:
-    """Every model an upgrade trained, the chosen one, and the test-split flip reports."""
-
-    dataset: ImageDataset  # aligned: old classes first, with a validation split
-    reference: ModelPackage
-    candidates: list[Candidate]
-    selection: Selection
-    report: FlipReport  # chosen candidate vs old model, test split
-    reference_report: FlipReport  # phi_new vs old model: what no treatment would ship
-    reference_val_report: FlipReport  # the same on the validation split
-    margin: float | None = None  # old model's median margin, when biases are relative
-    reference_train: TrainResult | None = None  # None when the reference was given
-    ensemble: list[ModelPackage] = field(default_factory=list)  # ELODI's teachers, if any
-
-    @property
-    def chosen(self) -> Candidate:
-        return self.candidates[self.selection.index]
-
-    def candidate_rows(self) -> list[dict[str, Any]]:
-        """Each candidate's validation figures, the chosen one marked, JSON-ready."""
-        rows = [{**c.summary(), "chosen": False} for c in self.candidates]
-        rows[self.selection.index]["chosen"] = True
-        return rows
-
-    def summary(self) -> dict[str, Any]:
-        """How the upgrade chose, and both test-split reports, JSON-ready."""
-        nfr = self.reference_val_report.nfr.old
-        return {
-            "margin": self.margin,
-            "selection": self.selection.to_dict(),
-            "no_treatment_val": {
-                "val_nfr": nfr.value if nfr.n else 0.0,
-                "val_nfr_interval": [nfr.lower, nfr.upper],
-                "val_error": self.reference_val_report.new_model_error.all.value,
-                "val_old_samples": nfr.n,
-            },
-            "candidates": self.candidate_rows(),
-            "candidate": self.report.to_dict(),
-            "no_treatment": self.reference_report.to_dict(),
-        }
 
 
 def prepare_dataset(

@@ -19,11 +19,19 @@ MODULES = [
     "mpt.manifest",
     "mpt.evaluate",
     "mpt.upgrade",
+    "mpt.candidates",
+    "mpt.selection",
+    "mpt.biases",
+    "mpt.gate",
+    "mpt.train.schedule",
+    "mpt.train.augment",
     "mpt.tables",
     "mpt.progress",
     "mpt.cli",
     "mpt.bench.flips",
     "mpt.bench.summary",
+    "mpt.bench.report",
+    "mpt.bench.plot",
 ]
 
 
