@@ -9,6 +9,8 @@ COPY service service
 COPY worker worker
 COPY bench bench
 COPY migrations migrations
-RUN pip install --no-cache-dir .
+# The migrations ship inside the installed package, so `mpt-service migrate` (the compose
+# `migrate` service) needs nothing from /app; alembic.ini is for running `alembic` by hand.
+RUN pip install --no-cache-dir . && rm -rf build *.egg-info
 ENV MPT_VAR_DIR=/var/lib/mpt
 CMD ["mpt-service", "serve", "--host", "0.0.0.0", "--no-migrate"]

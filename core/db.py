@@ -2,13 +2,14 @@
 
 Nothing connects at import. `make_engine` builds an engine for a URL, `make_session_factory`
 the sessions on it; callers own their transactions (`with factory.begin() as session:`).
-`migrate` and `downgrade` run the Alembic migrations in `migrations/` programmatically, from
-any working directory.
+`migrate` and `downgrade` run the Alembic migrations in the `migrations` package
+programmatically, from any working directory, in a checkout or a plain `pip install .`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,16 @@ __all__ = [
     "normalize_url",
 ]
 
-# migrations/ sits beside core/ at the repository root (the project is installed editable).
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The folder of the installed `migrations` package (the checkout's, when editable)."""
+    location = resources.files("migrations")
+    if not isinstance(location, Path):  # Alembic reads its scripts as files on disk
+        raise RuntimeError(f"the migrations at {location} are not a folder on disk")
+    return location
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 # How long a SQLite connection waits for another process's write lock before failing: the
 # API, its pollers and the worker all write to the same file in the embedded default.

@@ -1,5 +1,6 @@
-"""Fixtures every test package shares: the anyio backend, problem-detail checks, and a
-schema of its own on the local PostgreSQL server.
+"""Fixtures every test package shares: the anyio backend, problem-detail checks, a schema of
+its own on the local PostgreSQL server, and a free port with a health wait for tests that
+start a real server process.
 
 PostgreSQL tests FAIL (never skip) when the server is down: CI runs with it up. Each test
 gets a fresh schema, dropped afterwards, so runs are repeatable and never touch tables that
@@ -9,8 +10,12 @@ other test suites keep in the same database.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,3 +82,36 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
         with admin.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+HealthWait = Callable[["subprocess.Popen[bytes]", str, Path], None]
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Poll `url`/healthz until it answers 200. The bound only turns a server that never
+    starts into a failure (with its log's tail), far above a cold start on a busy machine."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not answer /healthz within 180 s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def wait_healthy() -> HealthWait:
+    """`wait_healthy(process, url, log)`: see `wait_until_healthy`."""
+    return wait_until_healthy

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,32 +16,12 @@ import pytest
 ADMIN = {"Authorization": "Bearer " + "u" * 24}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll /healthz until it answers; the bound only turns a server that never starts into a
-    failure, and is far above a cold start on a busy machine."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"uvicorn exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"uvicorn did not answer /healthz within 180 s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(
+    tmp_path: Path, free_port: int, wait_healthy: Any
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`uvicorn --factory service.app:create_app` configured only through MPT_* variables."""
-    port = _free_port()
+    port = free_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
     env |= {
         "MPT_VAR_DIR": str(tmp_path / "var"),
@@ -57,7 +36,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(process, url, log)
+        wait_healthy(process, url, log)
         yield url, process
     finally:
         if process.poll() is None:
