@@ -118,6 +118,7 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
         reference=reference,
         gate=_gate(args),
         hooks_for=hooks_for,
+        val_fraction=args.val_fraction,
     )
     for bar in bars:
         bar.close()
@@ -211,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--error-budget",
         type=float,
         help="extra validation error allowed over the most accurate model (default 0.01)",
+    )
+    up.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of each class's training images held out to choose the candidate",
     )
     up.add_argument("--report", type=Path, help="write both flip reports as JSON")
     up.set_defaults(run=_cmd_upgrade)
