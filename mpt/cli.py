@@ -169,6 +169,15 @@ def _cmd_bench_flips(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_render(args: argparse.Namespace) -> int:
+    from mpt.bench.flips import render_result
+
+    for path in args.results:
+        render_result(path)
+        print(f"rewrote {path.with_suffix('.md')} and {path.with_suffix('.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="mpt", description=__doc__)
@@ -238,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(flips)
     flips.set_defaults(run=_cmd_bench_flips)
+    render = bench_sub.add_parser(
+        "render", help="rewrite the page and plot of flip benchmark results from their JSON"
+    )
+    render.add_argument("results", type=Path, nargs="+", help="flips-<dataset>.json files")
+    render.add_argument("--quiet", action="store_true")
+    render.set_defaults(run=_cmd_bench_render)
     return parser
 
 

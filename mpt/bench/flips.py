@@ -36,7 +36,7 @@ from mpt.progress import ProgressBar
 from mpt.train import TrainConfig, TrainResult, resolve_device
 from mpt.upgrade import UpgradeResult, train_package, upgrade
 
-__all__ = ["FlipBenchConfig", "add_arguments", "run_flip_bench"]
+__all__ = ["FlipBenchConfig", "add_arguments", "render_result", "run_flip_bench", "write_result"]
 
 
 DEFAULT_METHODS = ("pct_kl", "pct_lm", "elodi")
@@ -261,14 +261,35 @@ def _result(
 
 
 def _write(config: FlipBenchConfig, result: dict[str, Any]) -> None:
-    config.out.mkdir(parents=True, exist_ok=True)
     stem = "flips-" + config.dataset.replace(":", "-").replace("/", "_")
     stem += "" if config.arch == "small_cnn" else "-" + config.arch.replace(":", "-")
+    write_result(result, config.out / f"{stem}.json")
+
+
+def write_result(result: dict[str, Any], path: Path) -> None:
+    """Write `result` to `path` (.json) and its page (.md) and plot (.png) beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", render_markdown(result))):
-        path = config.out / f"{stem}{suffix}"
-        tmp = path.with_suffix(suffix + ".tmp")
+        target = path.with_suffix(suffix)
+        tmp = target.with_suffix(suffix + ".tmp")
         tmp.write_text(text + "\n")
-        tmp.replace(path)
-    title = f"{config.dataset}: {config.num_old} -> {result['dataset']['classes']} classes, "
-    title += f"{config.arch}, {config.seeds} seed(s)"
-    plot_nfr_vs_error(result["summary"], title, config.out / f"{stem}.png")
+        tmp.replace(target)
+    config = result["config"]
+    seeds = len({row["seed"] for row in result["runs"]})
+    title = f"{config['dataset']}: {config['num_old']} -> {result['dataset']['classes']} "
+    title += f"classes, {config['arch']}, {seeds} seed(s)"
+    plot_nfr_vs_error(result["summary"], title, path.with_suffix(".png"))
+
+
+def render_result(path: Path) -> dict[str, Any]:
+    """Aggregate the runs of a results file again and rewrite its page and plot (after a
+    change to how they are summarised or drawn; the measured runs are kept as they are)."""
+    try:
+        result: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MPTError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(result, dict) or result.get("benchmark") != "flips" or "runs" not in result:
+        raise MPTError(f"{path}: not a flip benchmark results file")
+    result["summary"] = aggregate(result["runs"])
+    write_result(result, path)
+    return result

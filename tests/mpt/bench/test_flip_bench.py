@@ -129,3 +129,25 @@ def test_bench_summary_reports_diverged_runs_apart(result) -> None:
     ]
     page = render_markdown({**data, "summary": summary})
     assert "| pct_lm | diverged in every seed: seed 1: loss became inf |" in page
+
+
+def test_bench_render_rewrites_page_and_plot_from_the_runs(result, tmp_path, capsys) -> None:
+    data, out = result
+    copy = tmp_path / "flips-digits.json"
+    copy.write_text(json.dumps({**data, "summary": []}))  # a stale summary is recomputed
+
+    assert main(["bench", "render", str(copy)]) == 0
+
+    rewritten = json.loads(copy.read_text())
+    assert rewritten["runs"] == data["runs"] and rewritten["summary"] == data["summary"]
+    assert copy.with_suffix(".md").read_text() == (out / "flips-digits.md").read_text()
+    assert copy.with_suffix(".png").exists()
+    assert "rewrote" in capsys.readouterr().out
+
+
+def test_bench_render_refuses_a_file_that_is_not_a_flip_benchmark(tmp_path, capsys) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"benchmark": "serving"}))
+
+    assert main(["bench", "render", str(path)]) == 2
+    assert "not a flip benchmark results file" in capsys.readouterr().err
