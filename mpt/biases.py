@@ -20,9 +20,10 @@ from mpt.errors import MPTError
 from mpt.evaluate import predict_logits
 from mpt.io import InputSpec
 
-__all__ = ["DEFAULT_RELATIVE_SWEEP", "BiasSweep", "median_margin"]
+__all__ = ["DEFAULT_RELATIVE_SWEEP", "MAX_SWEEP", "BiasSweep", "median_margin", "takes_bias"]
 
 DEFAULT_RELATIVE_SWEEP = (0.0, 0.125, 0.25, 0.5)
+MAX_SWEEP = 16  # candidates one job may train
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class BiasSweep:
     ) -> BiasSweep | None:
         """The sweep for `method` from a user's absolute or relative values (at most one
         of the two); None when the method has no bias."""
-        has_bias = "bias" in methods.get(method).hyperparameters()
+        has_bias = takes_bias(method)
         given = bias if relative_bias is None else relative_bias
         if bias is not None and relative_bias is not None:
             raise MPTError("give bias (logits) or relative_bias (margins), not both")
@@ -57,7 +58,10 @@ class BiasSweep:
         values = (given,) if isinstance(given, int | float) else tuple(given)
         if not values or not all(_valid(v) for v in values):
             raise MPTError(f"bias values must be finite, >= 0 and at least one, got {list(values)}")
-        return cls(tuple(float(v) for v in values), relative=relative_bias is not None)
+        unique = tuple(dict.fromkeys(float(v) for v in values))
+        if len(unique) > MAX_SWEEP:
+            raise MPTError(f"at most {MAX_SWEEP} bias values, got {len(unique)}")
+        return cls(unique, relative=relative_bias is not None)
 
     @property
     def grid(self) -> tuple[float, ...]:
@@ -70,6 +74,12 @@ class BiasSweep:
 
     def to_dict(self) -> dict[str, object]:
         return {"values": list(self.grid), "unit": "margin" if self.relative else "logit"}
+
+
+def takes_bias(method: str) -> bool:
+    """Whether `method` trains with a bias on new-class logits that a sweep can set: MPT and
+    its bias-only ablation, not the `*_nobias` ablations (bias fixed at 0) or the baselines."""
+    return float(methods.get(method).hyperparameters().get("bias", 0.0)) > 0
 
 
 def _valid(value: object) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from mpt.data import ImageDataset
 from mpt.io import ModelPackage
 from mpt.metrics import FlipReport
-from mpt.selection import Selection
+from mpt.selection import Selection, old_class_nfr
 from mpt.train import TrainResult
 
 __all__ = ["Candidate", "UpgradeResult"]
@@ -28,7 +28,7 @@ class Candidate:
     @property
     def val_nfr(self) -> float:
         """NFR on old-class validation samples (0 when there are none)."""
-        return self.val_report.nfr.old.value if self.val_report.nfr.old.n else 0.0
+        return old_class_nfr(self.val_report)
 
     @property
     def val_error(self) -> float:
@@ -79,7 +79,7 @@ class UpgradeResult:
             "margin": self.margin,
             "selection": self.selection.to_dict(),
             "no_treatment_val": {
-                "val_nfr": nfr.value if nfr.n else 0.0,
+                "val_nfr": old_class_nfr(self.reference_val_report),
                 "val_nfr_interval": [nfr.lower, nfr.upper],
                 "val_error": self.reference_val_report.new_model_error.all.value,
                 "val_old_samples": nfr.n,

@@ -16,7 +16,7 @@ from mpt.errors import MPTError
 from mpt.gate import GateContext, evaluate_gate, validate_policy
 from mpt.metrics import FlipReport
 
-__all__ = ["DEFAULT_ERROR_BUDGET", "Scored", "Selection", "select_candidate"]
+__all__ = ["DEFAULT_ERROR_BUDGET", "Scored", "Selection", "old_class_nfr", "select_candidate"]
 
 DEFAULT_ERROR_BUDGET = 0.01  # one point of overall error
 
@@ -32,7 +32,8 @@ def _error(report: FlipReport) -> float:
     return report.new_model_error.all.value
 
 
-def _nfr(report: FlipReport) -> float:
+def old_class_nfr(report: FlipReport) -> float:
+    """NFR on old-class samples; 0 when there are none (no old image can flip)."""
     return report.nfr.old.value if report.nfr.old.n else 0.0
 
 
@@ -74,6 +75,7 @@ def select_candidate(
     policy = validate_policy(policy or {})
     budget = float(policy.get("error_budget", DEFAULT_ERROR_BUDGET))
     errors = [_error(c.val_report) for c in candidates]
+    nfrs = [old_class_nfr(c.val_report) for c in candidates]
     best = min([_error(reference), *errors])
     context = GateContext(reference=reference)
     within = [i for i, e in enumerate(errors) if e <= best + budget + 1e-12]
@@ -81,13 +83,13 @@ def select_candidate(
         i for i in within if evaluate_gate(policy, candidates[i].val_report, context).passed
     )
     if qualified:
-        index = min(qualified, key=lambda i: (_nfr(candidates[i].val_report), errors[i]))
+        index = min(qualified, key=lambda i: (nfrs[i], errors[i]))
         reason = (
             f"lowest validation NFR of {len(qualified)} candidate(s) within "
             f"{budget:.2%} of the best error {best:.2%} that pass the gate"
         )
         return Selection(index, best, budget, qualified, False, reason)
-    index = min(range(len(candidates)), key=lambda i: (errors[i], _nfr(candidates[i].val_report)))
+    index = min(range(len(candidates)), key=lambda i: (errors[i], nfrs[i]))
     reason = (
         f"no candidate within {budget:.2%} of the best error {best:.2%} passes the gate on "
         "validation; the most accurate candidate was taken"

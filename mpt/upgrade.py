@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from mpt import methods, models
-from mpt.biases import BiasSweep, median_margin
+from mpt.biases import BiasSweep, median_margin, takes_bias
 from mpt.candidates import Candidate, UpgradeResult
 from mpt.data import ImageDataset, Split, align_classes, with_validation
 from mpt.errors import DatasetError, MPTError
@@ -174,6 +174,8 @@ def upgrade(
     """
     config = config or TrainConfig()
     sweep = _sweep_for(method, sweep)
+    if sweep is not None and "bias" in (overrides or {}):
+        raise MPTError("the bias is swept: give it as bias values (--bias / --relative-bias)")
     staged = _stage_configs(config, checkpoint_dir)
     data = prepare_dataset(old, dataset, config.seed, val_fraction)
     num_old, spec = len(old.manifest.labels), old.manifest.input
@@ -230,7 +232,7 @@ def planned_runs(
 
 
 def _sweep_for(method: str, sweep: BiasSweep | None) -> BiasSweep | None:
-    has_bias = "bias" in methods.get(method).hyperparameters()
+    has_bias = takes_bias(method)
     if sweep is not None and not has_bias:
         raise MPTError(f"method {method!r} has no bias; leave the bias out")
     return (sweep or BiasSweep()) if has_bias else None

@@ -44,6 +44,7 @@ from worker.progress import JobProgress
 __all__ = ["JobOutcome", "WorkerContext", "run_job"]
 
 ACTOR = "worker"
+VAL_FRACTION = 0.1  # of each class's training images, held out to choose the candidate
 
 
 class JobOutcome(StrEnum):
@@ -121,12 +122,15 @@ def _load_inputs(ctx: WorkerContext, job_id: str) -> _Inputs:
 
 def _reference_key(inputs: _Inputs, config: TrainConfig) -> str:
     """The plain retrain depends on the data, the label order, the model and the recipe."""
-    recipe = {k: v for k, v in config.to_dict().items() if k not in ("checkpoint_path", "device")}
+    unused = ("checkpoint_path", "device", "teacher_precision")  # a plain retrain has no teacher
+    recipe = {k: v for k, v in config.to_dict().items() if k not in unused}
     key = {
         "dataset": inputs.dataset.artifact_sha256,
         "labels": inputs.base.labels,
+        "input": inputs.base.input_spec,  # phi_new is trained on the old model's normalisation
         "arch": inputs.job.request["arch"],
         "recipe": recipe,
+        "validation": VAL_FRACTION,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -166,6 +170,7 @@ def _execute(ctx: WorkerContext, lease: Lease) -> None:
         hooks_for=hooks_for,
         on_phase=progress.on_phase,
         checkpoint_dir=ctx.checkpoints(job_id),
+        val_fraction=VAL_FRACTION,
     )
     if reference is None:
         ctx.store.set_ref(reference_name, _store_package(ctx, job_id, result.reference))

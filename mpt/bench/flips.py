@@ -34,6 +34,7 @@ from mpt.io import ModelPackage
 from mpt.metrics import FlipReport
 from mpt.progress import ProgressBar
 from mpt.train import TrainConfig, TrainResult, resolve_device
+from mpt.train.teachers import PRECISIONS
 from mpt.upgrade import UpgradeResult, train_package, upgrade
 
 __all__ = ["FlipBenchConfig", "add_arguments", "render_result", "run_flip_bench", "write_result"]
@@ -61,6 +62,7 @@ class FlipBenchConfig:
     batch_size: int = 128
     lr: float = 0.1
     warmup_epochs: float = 1.0
+    teacher_precision: str = "auto"
     device: str | None = None
     cache_dir: Path | None = None
     out: Path = Path("docs/results")
@@ -82,6 +84,7 @@ class FlipBenchConfig:
             seed=seed,
             device=self.device,
             warmup_epochs=self.warmup_epochs,
+            teacher_precision=self.teacher_precision,
         )
 
 
@@ -119,6 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--teacher-precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--device", default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
@@ -170,6 +174,8 @@ def _upgrade_rows(
             "bias": candidate.bias, "relative_bias": candidate.relative_bias, "unit": unit,
             "val_nfr": candidate.val_nfr, "val_error": candidate.val_error,
         }  # fmt: skip
+        if result.ensemble:
+            extra["ensemble_members"] = len(result.ensemble)
         if swept:
             rows.append(_row(name, "curve", seed, report, candidate.train, **extra))
         if index == result.selection.index:
@@ -190,8 +196,11 @@ def _run_seed(
 
     def run(name: str, sweep: BiasSweep | None, reference: ModelPackage | None) -> UpgradeResult:
         hooks = lambda stage: bar(f"{name} {stage}")  # noqa: E731
+        size = {"ensemble_size": config.ensemble_size}
+        overrides = size if methods.get(name).reference == "ensemble" else {}
         return upgrade(old, dataset, method=name, sweep=sweep, arch=config.arch, config=train,
-                       reference=reference, ensemble=ensemble, hooks_for=hooks)  # fmt: skip
+                       overrides=overrides, reference=reference, ensemble=ensemble,
+                       hooks_for=hooks)  # fmt: skip
 
     ensemble: list[ModelPackage] = []
     product = run(config.product, BiasSweep(config.relative_biases), None)

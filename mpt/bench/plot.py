@@ -12,8 +12,8 @@ def _xy(entry: dict[str, Any]) -> tuple[float, float, list[float], list[float]]:
     """Mean error and NFR in %, with the distance to each end of their 95% intervals."""
     error, nfr = entry["error"], entry["nfr_old"]
     x, y = 100 * error["mean"], 100 * nfr["mean"]
-    xerr = [x - 100 * error["low"], 100 * error["high"] - x]
-    yerr = [y - 100 * nfr["low"], 100 * nfr["high"] - y]
+    xerr = [x - 100 * (error["low"] or error["mean"]), 100 * (error["high"] or error["mean"]) - x]
+    yerr = [y - 100 * (nfr["low"] or nfr["mean"]), 100 * (nfr["high"] or nfr["mean"]) - y]
     return x, y, xerr, yerr
 
 

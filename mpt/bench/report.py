@@ -17,7 +17,10 @@ def _pct(value: float | None) -> str:
 def _ci(s: dict[str, float | None], scale: float = 100, digits: int = 2) -> str:
     if s.get("mean") is None:
         return "n/a"
-    mean, low, high = (scale * (s[k] or 0.0) for k in ("mean", "low", "high"))
+    mean = scale * (s["mean"] or 0.0)
+    if s.get("low") is None or s.get("high") is None:
+        return f"{mean:.{digits}f}"  # one seed: no interval
+    low, high = scale * (s["low"] or 0.0), scale * (s["high"] or 0.0)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -143,13 +146,17 @@ def target_checks(summary: list[dict[str, Any]], product: str) -> list[str]:
             continue
         ship, base = shipped[seed], plain[seed]
         best = min(base["error"], pct[seed]["error"] if seed in pct else 1.0)
-        ratio = ship["nfr_old"] / base["nfr_old"] if base["nfr_old"] else float("nan")
         extra = 100 * (ship["error"] - best)
-        ok = ratio <= 0.5 and extra <= MATCH_POINTS
+        if not base["nfr_old"]:
+            verdict, ratio_text = "not measurable (the plain retrain flips nothing)", "n/a"
+        else:
+            ratio = ship["nfr_old"] / base["nfr_old"]
+            verdict = "met" if ratio <= 0.5 and extra <= MATCH_POINTS else "NOT met"
+            ratio_text = f"{ratio:.2f}x"
         lines.append(
-            f"- seed {seed}: NFR {_pct(ship['nfr_old'])} % = {ratio:.2f}x the plain retrain's "
+            f"- seed {seed}: NFR {_pct(ship['nfr_old'])} % = {ratio_text} the plain retrain's "
             f"(target <= 0.5x); error {_pct(ship['error'])} % = {extra:+.2f} pts over the best "
-            f"of plain retrain and PCT-KL (target <= +1.0): {'met' if ok else 'NOT met'}"
+            f"of plain retrain and PCT-KL (target <= +1.0): {verdict}"
         )
     return lines
 
@@ -176,6 +183,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"- machine: {machine['device']}, {machine['processor']}, {machine['cpu_threads']} "
         f"threads, torch {machine['torch']}; total {result['total_seconds'] / 60:.1f} min, "
         f"finished {result['finished']}",
+        *(f"- note: {note}" for note in result.get("notes", [])),
         "",
         "## What each upgrade ships, against the plain retrain",
         "",

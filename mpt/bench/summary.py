@@ -20,7 +20,9 @@ __all__ = ["Stat", "aggregate", "group_key", "summarise_report"]
 
 RATES = ("error", "error_old", "error_new", "nfr_old", "nfr_all", "relative_nfr_old", "btc")
 # two-sided 95% Student t quantiles for n - 1 degrees of freedom
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 
 Stat = dict[str, float | None]
 
@@ -42,18 +44,26 @@ def summarise_report(report: FlipReport) -> dict[str, Any]:
     }
 
 
-def stat(values: list[float | None], rate: bool = False) -> Stat:
-    """Mean, std and the 95% t-interval of the mean over the finite `values` (clipped to
-    [0, 1] for a `rate`)."""
+def _t95(dof: int) -> float:
+    return _T95[dof - 1] if dof <= len(_T95) else 1.96
+
+
+def stat(values: list[float | None], rate: bool = False, low_bound: float | None = None) -> Stat:
+    """Mean, std and the 95% t-interval of the mean over the finite `values`; no interval
+    from a single value. A `rate` is clipped to [0, 1], anything to `low_bound` if given."""
     finite = [v for v in values if v is not None and not math.isnan(v)]
     if not finite:
         return {"mean": None, "std": None, "low": None, "high": None}
     mean = statistics.fmean(finite)
-    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    half = _T95.get(len(finite) - 1, 1.96) * std / math.sqrt(len(finite)) if std else 0.0
+    if len(finite) == 1:
+        return {"mean": mean, "std": None, "low": None, "high": None}
+    std = statistics.stdev(finite)
+    half = _t95(len(finite) - 1) * std / math.sqrt(len(finite))
     low, high = mean - half, mean + half
     if rate:
         low, high = max(0.0, low), min(1.0, high)
+    if low_bound is not None:
+        low = max(low_bound, low)
     return {"mean": mean, "std": std, "low": low, "high": high}
 
 
@@ -69,7 +79,7 @@ def _paired(group: list[dict[str, Any]], plain: dict[int, dict[str, Any]]) -> di
     pairs = [(r, plain[r["seed"]]) for r in group if r["seed"] in plain]
     extra = [r["error"] - p["error"] for r, p in pairs]
     ratio = [r["nfr_old"] / p["nfr_old"] if p["nfr_old"] else None for r, p in pairs]
-    return {"extra_error": stat(list(extra)), "nfr_ratio": stat(ratio)}
+    return {"extra_error": stat(list(extra)), "nfr_ratio": stat(ratio, low_bound=0.0)}
 
 
 def _entry(

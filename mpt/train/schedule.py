@@ -50,5 +50,5 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule of `lr_factor` over the whole run."""
     total = config.epochs * steps_per_epoch
-    warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+    warmup = min(total // 2, round(config.warmup_epochs * steps_per_epoch))  # a cosine remains
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +25,20 @@ def teacher_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if native else None
+    return torch.bfloat16 if device.type == "cpu" and _cpu_has_bf16() else None
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    """True when the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX on x86, BF16 on
+    Arm); elsewhere oneDNN would emulate it, slower than float32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = {word for line in text.splitlines() if line.startswith(("flags", "Features"))
+             for word in line.split(":", 1)[-1].split()}  # fmt: skip
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 @dataclass
@@ -54,11 +68,12 @@ class Teacher:
     @torch.inference_mode()
     def _raw_logits(self, images: Tensor) -> Tensor:
         inputs = preprocess(images, self.spec)
-        if self.dtype is None:
+        # enabled=False keeps an fp32 teacher in fp32 inside the trainer's mixed precision
+        autocast = torch.autocast(
+            inputs.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None
+        )
+        with autocast:
             outputs = [model(inputs).float() for model in self.models]
-        else:
-            with torch.autocast(inputs.device.type, dtype=self.dtype):
-                outputs = [model(inputs).float() for model in self.models]
         return torch.stack(outputs).mean(dim=0)  # (B, C_teacher)
 
     def logits(self, images: Tensor) -> Tensor:

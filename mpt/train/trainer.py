@@ -128,7 +128,10 @@ class Trainer:
             correct += hits
             if step % every == 0 or step == steps - 1:
                 self._report(loss, StepStats(epoch, self.config.epochs, step, steps, 0.0, 0.0))
-        return float(loss_sum) / len(data), int(correct) / len(data)
+        mean = float(loss_sum) / len(data)
+        if not math.isfinite(mean):  # a step between two read-backs went non-finite
+            raise MPTError(f"loss became {mean} during epoch {epoch}")
+        return mean, int(correct) / len(data)
 
     def _report(self, loss: Tensor, where: StepStats) -> None:
         value = float(loss)  # the one host sync

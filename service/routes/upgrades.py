@@ -68,7 +68,9 @@ def _request(body: UpgradeCreate, sweep: BiasSweep | None) -> dict[str, Any]:
     grid = None if sweep is None else list(sweep.grid)
     relative = sweep is not None and sweep.relative
     request["bias"], request["relative_bias"] = (None, grid) if relative else (grid, None)
-    request["gate"] = None if body.gate is None else body.gate.model_dump(exclude_none=True)
+    request["gate"] = (
+        None if body.gate is None else body.gate.model_dump(exclude_unset=True, exclude_none=True)
+    )
     return request
 
 

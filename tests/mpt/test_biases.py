@@ -95,3 +95,15 @@ def test_sweep_parse_keeps_the_unit_asked_for() -> None:
 def test_sweep_parse_refuses_with_a_reason(kwargs: dict, message: str) -> None:
     with pytest.raises(MPTError, match=message):
         BiasSweep.parse(**kwargs)
+
+
+def test_sweep_nobias_ablations_take_no_bias() -> None:
+    assert BiasSweep.parse("mpt_kl_nobias") is None
+    with pytest.raises(MPTError, match="has no bias"):
+        BiasSweep.parse("mpt_lm_nobias", bias=1.0)
+
+
+def test_sweep_drops_repeated_values_and_caps_the_count() -> None:
+    assert BiasSweep.parse("mpt_kl", bias=[1, 1.0, 2]) == BiasSweep((1.0, 2.0), relative=False)
+    with pytest.raises(MPTError, match="at most 16"):
+        BiasSweep.parse("mpt_kl", relative_bias=[i / 10 for i in range(17)])

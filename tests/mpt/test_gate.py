@@ -230,3 +230,14 @@ def test_gate_every_rule_measures_something(report: FlipReport) -> None:
     context = GateContext(reference=report)
     for rule in RULES.values():
         assert isinstance(rule.measure(report, False, context), float), rule.name
+
+
+def test_gate_error_budget_compares_point_estimates_even_when_binding_on_upper(
+    report: FlipReport,
+) -> None:
+    """The plain retrain against itself has no extra error, whatever `bind_on` says."""
+    result = evaluate_gate(
+        {"error_budget": 0.0, "bind_on": "upper"}, report, GateContext(reference=report)
+    )
+
+    assert result.passed and result.rules[0].value == 0.0

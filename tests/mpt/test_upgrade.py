@@ -119,3 +119,8 @@ def test_upgrade_reports_its_phases(old, digits) -> None:
     upgrade(old, digits, method="pct_kl", config=CONFIG, on_phase=phases.append)
 
     assert phases == ["selecting", "evaluating"]
+
+
+def test_upgrade_refuses_a_bias_override_beside_a_sweep(old, digits) -> None:
+    with pytest.raises(MPTError, match="the bias is swept"):
+        upgrade(old, digits, config=CONFIG, overrides={"bias": 2.0})

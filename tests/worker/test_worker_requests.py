@@ -205,3 +205,13 @@ async def test_get_upgrade_of_an_unknown_job_is_404(live: Any, problem: Any) -> 
     response = await live.client.get("/v1/upgrades/nope")
 
     assert "nope" in problem(response, 404)["detail"]
+
+
+@kombu_sqla_noload
+async def test_submit_upgrade_gate_keeps_only_the_keys_it_sets(live: Any) -> None:
+    """A job's gate overrides the deployment's key by key: an unset bind_on stays theirs."""
+    job_id = await live.submit_ok(live.dataset_id, gate={"max_nfr": 0.1})
+
+    job = await live.job(job_id)
+
+    assert job["request"]["gate"] == {"max_nfr": 0.1}

@@ -151,3 +151,16 @@ def test_bench_render_refuses_a_file_that_is_not_a_flip_benchmark(tmp_path, caps
 
     assert main(["bench", "render", str(path)]) == 2
     assert "not a flip benchmark results file" in capsys.readouterr().err
+
+
+def test_bench_elodi_uses_the_ensemble_size_asked_for(result) -> None:
+    data, _ = result
+    elodi = [r for r in data["runs"] if r["method"] == "elodi"]
+    assert elodi and all(r["ensemble_members"] == 2 for r in elodi)
+
+
+def test_bench_summary_gives_no_interval_for_one_seed() -> None:
+    from mpt.bench.summary import stat
+
+    assert stat([0.2]) == {"mean": 0.2, "std": None, "low": None, "high": None}
+    assert stat([0.5, 3.0], low_bound=0.0)["low"] == 0.0

@@ -131,3 +131,30 @@ def test_teacher_in_bf16_gives_nearly_the_fp32_logits(digits: ImageDataset) -> N
     assert reduced.dtype == torch.float32
     assert torch.allclose(reduced, exact, atol=0.05, rtol=0.05)
     assert (reduced.argmax(1) == exact.argmax(1)).float().mean() > 0.9
+
+
+def test_schedule_warmup_leaves_half_the_run_to_the_cosine() -> None:
+    model = models.create("mlp", 4, in_channels=1)
+    config = TrainConfig(epochs=1, lr=0.1, warmup_epochs=1.0, device="cpu")
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+
+    assert seen[4] == pytest.approx(0.1) and seen[-1] < 0.02
+
+
+def test_teacher_in_fp32_stays_fp32_inside_mixed_precision(digits: ImageDataset) -> None:
+    spec = InputSpec(1, 8, 8, (0.3,), (0.3,))
+    model = models.create("small_cnn", 10, in_channels=1)
+    images = digits.splits["test"].x[:32]
+    teacher = Teacher.single(model, spec).to(torch.device("cpu"), "fp32")
+
+    exact = teacher.logits(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = teacher.logits(images)
+
+    assert torch.equal(inside, exact)
