@@ -33,16 +33,22 @@ def test_schedule_without_warmup_is_the_plain_cosine() -> None:
     assert lr_factor(25, total=50, warmup=0) == pytest.approx(0.5)
 
 
-def test_schedule_first_steps_of_a_run_follow_the_warmup() -> None:
+def _learning_rates(config: TrainConfig, steps_per_epoch: int, steps: int) -> list[float]:
+    """The learning rate of each of the first `steps` optimisation steps of a run."""
     model = models.create("mlp", 4, in_channels=1)
-    config = TrainConfig(epochs=3, lr=0.2, warmup_epochs=1.0, device="cpu")
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch=4)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=steps_per_epoch)
     seen = []
-    for _ in range(6):
+    for _ in range(steps):
         seen.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return seen
+
+
+def test_schedule_first_steps_of_a_run_follow_the_warmup() -> None:
+    config = TrainConfig(epochs=3, lr=0.2, warmup_epochs=1.0, device="cpu")
+    seen = _learning_rates(config, steps_per_epoch=4, steps=6)
 
     assert seen[:4] == pytest.approx([0.05, 0.1, 0.15, 0.2])
     assert seen[4] == pytest.approx(0.2) and seen[5] < 0.2
@@ -134,15 +140,8 @@ def test_teacher_in_bf16_gives_nearly_the_fp32_logits(digits: ImageDataset) -> N
 
 
 def test_schedule_warmup_leaves_half_the_run_to_the_cosine() -> None:
-    model = models.create("mlp", 4, in_channels=1)
     config = TrainConfig(epochs=1, lr=0.1, warmup_epochs=1.0, device="cpu")
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
-    seen = []
-    for _ in range(10):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    seen = _learning_rates(config, steps_per_epoch=10, steps=10)
 
     assert seen[4] == pytest.approx(0.1) and seen[-1] < 0.02
 
