@@ -12,7 +12,18 @@ from mpt.metrics import FlipReport
 from mpt.selection import Selection, old_class_nfr
 from mpt.train import TrainResult
 
-__all__ = ["Candidate", "UpgradeResult"]
+__all__ = ["Candidate", "UpgradeResult", "validation_figures"]
+
+
+def validation_figures(report: FlipReport) -> dict[str, Any]:
+    """NFR on old classes with its interval and sample count, and overall error."""
+    nfr = report.nfr.old
+    return {
+        "val_nfr": old_class_nfr(report),
+        "val_nfr_interval": [nfr.lower, nfr.upper],
+        "val_error": report.new_model_error.all.value,
+        "val_old_samples": nfr.n,
+    }
 
 
 @dataclass
@@ -36,15 +47,8 @@ class Candidate:
 
     def summary(self) -> dict[str, Any]:
         """Validation figures of the candidate, JSON-ready."""
-        nfr = self.val_report.nfr.old
-        return {
-            "bias": self.bias,
-            "relative_bias": self.relative_bias,
-            "val_nfr": self.val_nfr,
-            "val_nfr_interval": [nfr.lower, nfr.upper],
-            "val_error": self.val_error,
-            "val_old_samples": nfr.n,
-        }
+        return {"bias": self.bias, "relative_bias": self.relative_bias,
+                **validation_figures(self.val_report)}  # fmt: skip
 
 
 @dataclass
@@ -74,16 +78,10 @@ class UpgradeResult:
 
     def summary(self) -> dict[str, Any]:
         """How the upgrade chose, and both test-split reports, JSON-ready."""
-        nfr = self.reference_val_report.nfr.old
         return {
             "margin": self.margin,
             "selection": self.selection.to_dict(),
-            "no_treatment_val": {
-                "val_nfr": old_class_nfr(self.reference_val_report),
-                "val_nfr_interval": [nfr.lower, nfr.upper],
-                "val_error": self.reference_val_report.new_model_error.all.value,
-                "val_old_samples": nfr.n,
-            },
+            "no_treatment_val": validation_figures(self.reference_val_report),
             "candidates": self.candidate_rows(),
             "candidate": self.report.to_dict(),
             "no_treatment": self.reference_report.to_dict(),

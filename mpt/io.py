@@ -32,6 +32,7 @@ from mpt.manifest import FORMAT_VERSION, InputSpec, Manifest, preprocess
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "ZIP_ERRORS",
     "InputSpec",
     "Manifest",
     "ModelPackage",
@@ -50,7 +51,7 @@ MAX_MANIFEST_BYTES = 1024**2
 
 PackageSource = str | os.PathLike[str] | BinaryIO
 # What zipfile raises on malformed input: bad headers, seeks outside the file, odd versions.
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
                RuntimeError)  # fmt: skip
 
 
@@ -180,7 +181,7 @@ def _open_zip(source: PackageSource) -> Iterator[zipfile.ZipFile]:
             handle = source
         try:
             archive = stack.enter_context(zipfile.ZipFile(handle))
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise PackageError(f"not a model package (not a readable zip file): {exc}") from exc
         names = archive.namelist()
         for name in names:
@@ -199,7 +200,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         with archive.open(name) as member:
             data = member.read(limit + 1)
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise PackageError(f"package member {name!r} is corrupt: {exc}") from exc
     if len(data) > limit:
         raise PackageError(f"package member {name!r} is over the limit of {limit} bytes")

@@ -93,23 +93,24 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _selection_row(name: str, row: Mapping[str, Any]) -> tuple[str, ...]:
+    def number(key: str) -> str:
+        return "-" if row.get(key) is None else f"{row[key]:.3g}"
+
+    low, high = row["val_nfr_interval"]
+    nfr = f"{_pct(row['val_nfr'])} [{_pct(low)}, {_pct(high)}]"
+    chosen = "chosen" if row.get("chosen") else ""
+    return (name, number("bias"), number("relative_bias"), nfr, _pct(row["val_error"]), chosen)
+
+
 def render_selection(summary: Mapping[str, Any]) -> str:
     """The candidates on validation and why one was chosen, from `UpgradeResult.summary()`."""
-    rows = [("candidate", "bias", "relative", "val NFR [95%]", "val error", "")]
     plain = summary["no_treatment_val"]
-    low, high = plain["val_nfr_interval"]
-    rows.append(
-        ("plain retrain", "-", "-", f"{_pct(plain['val_nfr'])} [{_pct(low)}, {_pct(high)}]",
-         _pct(plain["val_error"]), "")
-    )  # fmt: skip
-    for i, row in enumerate(summary["candidates"]):
-        low, high = row["val_nfr_interval"]
-        rows.append(
-            (f"#{i}", "-" if row["bias"] is None else f"{row['bias']:.3g}",
-             "-" if row["relative_bias"] is None else f"{row['relative_bias']:.3g}",
-             f"{_pct(row['val_nfr'])} [{_pct(low)}, {_pct(high)}]", _pct(row["val_error"]),
-             "chosen" if row["chosen"] else "")
-        )  # fmt: skip
+    rows: list[tuple[str, ...]] = [
+        ("candidate", "bias", "relative", "val NFR [95%]", "val error", "")
+    ]
+    rows.append(_selection_row("plain retrain", plain))
+    rows += [_selection_row(f"#{i}", row) for i, row in enumerate(summary["candidates"])]
     selection = summary["selection"]
     lines = [f"validation: {plain['val_old_samples']} old-class samples"]
     if summary.get("margin") is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -127,18 +127,18 @@ class Trainer:
             loss_sum += loss * len(index)
             correct += hits
             if step % every == 0 or step == steps - 1:
-                self._report(loss, StepStats(epoch, self.config.epochs, step, steps, 0.0, 0.0))
+                self._report(loss, epoch, step, steps)
         mean = float(loss_sum) / len(data)
         if not math.isfinite(mean):  # a step between two read-backs went non-finite
             raise MPTError(f"loss became {mean} during epoch {epoch}")
         return mean, int(correct) / len(data)
 
-    def _report(self, loss: Tensor, where: StepStats) -> None:
+    def _report(self, loss: Tensor, epoch: int, step: int, steps: int) -> None:
         value = float(loss)  # the one host sync
         if not math.isfinite(value):
-            raise MPTError(f"loss became {value} at epoch {where.epoch}, step {where.step}")
+            raise MPTError(f"loss became {value} at epoch {epoch}, step {step}")
         lr = float(self.optimizer.param_groups[0]["lr"])
-        self.hooks.on_step(replace(where, loss=value, lr=lr))
+        self.hooks.on_step(StepStats(epoch, self.config.epochs, step, steps, value, lr))
 
     def evaluate(self, data: Split) -> dict[str, float]:
         """Validation error, and the NFR against the old model when one is known."""

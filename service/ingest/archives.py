@@ -11,13 +11,13 @@ from __future__ import annotations
 import stat
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
 from mpt.data.image_tree import SPLITS
+from mpt.io import ZIP_ERRORS
 
 __all__ = ["ArchiveError", "ArchiveLimits", "Member", "archive_kind", "iter_members"]
 
@@ -132,14 +132,5 @@ def iter_members(path: Path, limits: ArchiveLimits | None = None) -> Iterator[Me
             yield from _tar_members(path, budget)
     except ArchiveError:
         raise
-    except (
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        zlib.error,
-        EOFError,
-        OSError,
-        ValueError,
-        NotImplementedError,
-        RuntimeError,
-    ) as exc:
+    except (*ZIP_ERRORS, tarfile.TarError) as exc:
         raise ArchiveError(f"the archive is corrupt or truncated: {exc}") from exc
