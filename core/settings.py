@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     job_max_retries: int = Field(
         default=3, ge=0, description="Redeliveries of a job before it is failed."
     )
+    dashboard_public: bool = Field(
+        default=False,
+        description="Let anyone who reaches the service read the dashboard and the read-scope "
+        "API without a key (trusted networks only); changes still need an admin key.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Root log level.")
     host: str = Field(
         default="127.0.0.1", min_length=1, description="`mpt-service serve` bind address."

@@ -17,3 +17,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
+# The dashboard's browser tests drive Debian's Chromium: install it when missing and allowed.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "setup: could not install chromium; the browser tests will fail" >&2
+fi

@@ -14,12 +14,14 @@ from core.storage import LocalArtifactStore
 from core.tasks import make_celery
 from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
+from service.dashboard import install_dashboard
 from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
 from service.metrics import ServiceMetrics
 from service.routes import datasets, deployments, health, predict, releases, upgrades
 from service.serving.registry import ServingRegistry
+from service.thumbnails import SplitCache
 
 __all__ = ["create_app"]
 
@@ -53,6 +55,7 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         metrics,
         make_celery(settings),
         KeyCache(sessions),
+        SplitCache(),
     )
 
 
@@ -99,4 +102,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.middleware("http")(request_context(count))
     for module in (health, deployments, releases, datasets, predict, upgrades):
         app.include_router(module.router)
+    app.include_router(deployments.overview_router)
+    install_dashboard(app)
     return app

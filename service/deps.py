@@ -18,9 +18,11 @@ from core.models import DatasetRecord, Deployment, Release, UpgradeJob
 from core.settings import Settings
 from core.storage import LocalArtifactStore
 from service.auth import KeyCache, Principal
+from service.browser_auth import ANONYMOUS, COOKIE, SAFE_METHODS
 from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
 from service.serving.registry import ServingRegistry
+from service.thumbnails import SplitCache
 
 __all__ = [
     "AdminKey",
@@ -35,6 +37,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "StateDep",
+    "presented_key",
     "require_scope",
     "scope_doc",
 ]
@@ -55,6 +58,7 @@ class AppState:
     metrics: ServiceMetrics
     celery: Celery
     keys: KeyCache
+    thumbnails: SplitCache
 
 
 def get_state(request: Request) -> AppState:
@@ -87,12 +91,16 @@ def require_scope(scope: str) -> Callable[..., Principal]:
     """A dependency: 401 without a valid key, 403 when the key lacks `scope`."""
 
     def check(
+        request: Request,
         state: StateDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        key = presented_key(request, credentials)
+        if key is None:
+            if scope == "read" and _public_read(request, state):
+                return ANONYMOUS
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        principal = state.keys.principal(credentials.credentials)
+        principal = state.keys.principal(key)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         if not principal.allows(scope):
@@ -102,6 +110,20 @@ def require_scope(scope: str) -> Callable[..., Principal]:
         return principal
 
     return check
+
+
+def presented_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer key, else, for a read (GET or HEAD), the dashboard's cookie: a cookie never
+    authorises a change, so another site cannot make a logged-in browser change anything."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    if request.method in SAFE_METHODS:
+        return request.cookies.get(COOKIE) or None
+    return None
+
+
+def _public_read(request: Request, state: AppState) -> bool:
+    return state.settings.dashboard_public and request.method in SAFE_METHODS
 
 
 def scope_doc(scope: str) -> dict[str, Any]:

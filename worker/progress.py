@@ -99,6 +99,9 @@ class StageHooks(Hooks):
         changes: dict[str, Any] = {"epoch": stats.epoch + 1, "epochs": stats.epochs}
         if stats.val:
             changes["val"] = {"stage": self.stage_name, **stats.val}
+            # The latest validation figures of every run so far, for a live view of the sweep.
+            stages = self.progress.state.setdefault("stages", {})
+            stages[self.stage_name] = {"epoch": stats.epoch + 1, **stats.val}
         self.progress.update(force=True, **changes)
 
     def should_stop(self) -> bool:

@@ -9,6 +9,7 @@ See docs/metrics.md for the exact definitions and conventions.
 from __future__ import annotations
 
 from mpt.metrics.counter import FlipCounter
+from mpt.metrics.flipped import FLIPPED_KEPT, FlippedSample
 from mpt.metrics.intervals import wilson_interval
 from mpt.metrics.rates import (
     backward_error_compatibility,
@@ -28,11 +29,13 @@ from mpt.metrics.report_parts import (
 )
 
 __all__ = [
+    "FLIPPED_KEPT",
     "ClassFlips",
     "FlipCounter",
     "FlipEntry",
     "FlipMatrix",
     "FlipReport",
+    "FlippedSample",
     "ModelErrorRates",
     "Proportion",
     "SubsetProportions",

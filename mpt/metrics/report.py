@@ -7,7 +7,7 @@ report is exact, JSON round-trips unchanged, and a gate can bind on any upper bo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import Tensor
@@ -15,6 +15,7 @@ from torch import Tensor
 from mpt.errors import MPTError, ShapeError
 from mpt.metrics._inputs import check_subset, resolve
 from mpt.metrics._tally import FlipTally, tally
+from mpt.metrics.flipped import FLIPPED_KEPT, FlippedSample, flipped_samples
 from mpt.metrics.rates import Outcomes, relative_flip_rate
 from mpt.metrics.report_parts import (
     ClassFlips,
@@ -49,6 +50,9 @@ class FlipReport:
     bec: SubsetProportions  # both wrong, of the samples the new model gets wrong
     per_class: tuple[ClassFlips, ...]  # one entry per old class, in class order
     flip_matrix: FlipMatrix
+    # The first `FLIPPED_KEPT` flipped samples by the new model's confidence; `nfr.all.count`
+    # is the total. Empty for reports built from counts alone (`FlipCounter`).
+    flipped: tuple[FlippedSample, ...] = ()
 
     def relative_nfr(self, subset: str = "old") -> float:
         """PCT's relative NFR on `subset`: NFR / ((1 - ER_old) * ER_new); NaN if undefined."""
@@ -78,6 +82,7 @@ class FlipReport:
             "bec": self.bec.to_dict(),
             "per_class": [entry.to_dict() for entry in self.per_class],
             "flip_matrix": self.flip_matrix.to_dict(),
+            "flipped": [sample.to_dict() for sample in self.flipped],
         }
 
     @classmethod
@@ -97,6 +102,7 @@ class FlipReport:
                 bec=SubsetProportions.from_dict(data["bec"]),
                 per_class=tuple(ClassFlips.from_dict(entry) for entry in data["per_class"]),
                 flip_matrix=FlipMatrix.from_dict(data["flip_matrix"]),
+                flipped=tuple(FlippedSample.from_dict(s) for s in data.get("flipped", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise MPTError(f"malformed flip report: {type(error).__name__}: {error}") from error
@@ -109,6 +115,7 @@ def flip_report(
     num_old: int,
     class_names: Sequence[str],
     confidence: float = 0.95,
+    keep_flipped: int = FLIPPED_KEPT,
 ) -> FlipReport:
     """Compute the flip report of a new model against an old one.
 
@@ -119,13 +126,16 @@ def flip_report(
         num_old: number of old classes (`0..num_old-1`), in `1..C-1`.
         class_names: the `C` class names, old classes first.
         confidence: coverage of every interval.
+        keep_flipped: how many flipped samples the report lists (their positions in the split).
 
     Returns:
         The `FlipReport`.
     """
     names = check_class_names(class_names)
     preds = resolve(old_logits, new_logits, targets, num_old, num_classes=len(names))
-    return report_from_tally(tally(preds, num_old, len(names)), names, confidence)
+    report = report_from_tally(tally(preds, num_old, len(names)), names, confidence)
+    flipped = flipped_samples(preds, old_logits, new_logits, keep_flipped)
+    return replace(report, flipped=flipped)
 
 
 def report_from_tally(

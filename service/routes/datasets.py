@@ -6,9 +6,11 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
 from core import releases
@@ -16,10 +18,11 @@ from core.models import DatasetRecord
 from core.storage import StagedUpload
 from mpt.data import ImageDataset, save_npz
 from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import Unprocessable
+from service.errors import NotFound, Unprocessable
 from service.ingest.archives import ArchiveLimits
 from service.ingest.datasets import IngestOptions, read_dataset
 from service.schemas import DatasetRead
+from service.thumbnails import ThumbnailError
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -132,3 +135,31 @@ async def upload_dataset(
 def get_dataset(key: ReadKey, record: DatasetDep) -> DatasetRead:
     """A dataset's classes, counts per split and checksum. Scope: read."""
     return DatasetRead.model_validate(record)
+
+
+@router.get(
+    "/{dataset_id}/images/{split}/{index}",
+    response_class=Response,
+    openapi_extra={
+        **scope_doc("read"),
+        "responses": {"200": {"content": {"image/png": {"schema": {"type": "string"}}}}},
+    },
+)
+def get_dataset_image(
+    split: str,
+    index: Annotated[int, PathParam(ge=0)],
+    state: StateDep,
+    key: ReadKey,
+    record: DatasetDep,
+) -> Response:
+    """One image of a dataset as PNG, by split and position (flip reports list positions in
+    the test split). Scope: read."""
+    try:
+        png = state.thumbnails.png(
+            state.store.path(record.artifact_sha256), record.artifact_sha256, split, index
+        )
+    except ThumbnailError as exc:
+        raise NotFound(str(exc)) from exc
+    return Response(
+        png, media_type="image/png", headers={"cache-control": "private, max-age=86400, immutable"}
+    )

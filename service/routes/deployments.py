@@ -8,9 +8,12 @@ from fastapi import APIRouter
 from core import releases
 from core.models import Deployment
 from service.deps import AdminKey, DeploymentDep, ReadKey, SessionDep, scope_doc
+from service.report_schemas import DeploymentOverview
 from service.schemas import DeploymentCreate, DeploymentRead, ListOf, ReleaseRead
+from service.summaries import deployment_overview
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+overview_router = APIRouter(tags=["deployments"])
 
 
 def deployment_read(deployment: Deployment) -> DeploymentRead:
@@ -44,3 +47,13 @@ def list_deployments(session: SessionDep, key: ReadKey) -> ListOf[DeploymentRead
 def get_deployment(key: ReadKey, deployment: DeploymentDep) -> DeploymentRead:
     """One deployment with its gate policy and active release. Scope: read."""
     return deployment_read(deployment)
+
+
+@overview_router.get(
+    "/v1/overview", response_model=ListOf[DeploymentOverview], openapi_extra=scope_doc("read")
+)
+def get_overview(session: SessionDep, key: ReadKey) -> ListOf[DeploymentOverview]:
+    """Every deployment at a glance: active release, labels, latest job and its verdict, and
+    the NFR of each release in order. Scope: read."""
+    rows = deployment_overview(session)
+    return ListOf[DeploymentOverview](data=rows, count=len(rows))

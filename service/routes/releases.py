@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
-import anyio.from_thread
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 from sqlalchemy.orm import Session
 
 from core import releases
-from core.models import ArtifactKind, Deployment, FlipReportRecord, Release
+from core.models import ArtifactKind, Deployment, FlipReportKind, Release
 from core.storage import StagedUpload
 from mpt.errors import MPTError
 from mpt.exported import EXPORTED_ARCH
 from mpt.io import ModelPackage, load_package
+from service import actions
 from service.deps import (
     AdminKey,
     DeploymentDep,
@@ -26,8 +26,10 @@ from service.deps import (
     scope_doc,
 )
 from service.errors import Conflict, NotFound, Unprocessable
+from service.report_schemas import DeploymentTimeline, ReleaseReport
 from service.schemas import ListOf, PromoteRequest, ReleaseRead, RollbackRequest
 from service.serving.holder import ServedModel
+from service.summaries import deployment_timeline, per_class_csv, release_report
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["releases"])
@@ -135,24 +137,51 @@ def get_release(key: ReadKey, release: ReleaseDep) -> ReleaseRead:
     return ReleaseRead.model_validate(release)
 
 
-@router.get("/releases/{version}/report", openapi_extra=scope_doc("read"))
-def get_report(session: SessionDep, key: ReadKey, release: ReleaseDep) -> dict[str, Any]:
-    """The flip reports of a release against the release it was measured on. Scope: read."""
-    rows = session.scalars(
-        sa.select(FlipReportRecord).where(FlipReportRecord.release_id == release.id)
-    ).all()
-    if not rows:
+def _report(session: Session, release: Release) -> ReleaseReport:
+    report = release_report(session, release)
+    if report is None:
         raise NotFound(
             f"release {release.version} has no flip report (it was not made by an upgrade)"
         )
-    gate = releases.latest_gate(session, release)
-    return {
-        "version": release.version,
-        "reports": {r.kind: {"split": r.split, "report": r.report} for r in rows},
-        "gate": None
-        if gate is None
-        else {"passed": gate.passed, "rules": gate.rules, "policy": gate.policy},
-    }
+    return report
+
+
+@router.get(
+    "/releases/{version}/report", response_model=ReleaseReport, openapi_extra=scope_doc("read")
+)
+def get_report(session: SessionDep, key: ReadKey, release: ReleaseDep) -> ReleaseReport:
+    """The release's flip reports against the release it was trained to replace (the chosen
+    candidate and the job's plain retrain), the gate's decision, and the job's candidates.
+    Scope: read."""
+    return _report(session, release)
+
+
+@router.get(
+    "/releases/{version}/report/classes.csv",
+    response_class=Response,
+    openapi_extra={
+        **scope_doc("read"),
+        "responses": {"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    },
+)
+def get_report_classes(session: SessionDep, key: ReadKey, release: ReleaseDep) -> Response:
+    """The per-old-class table of the release's report as CSV. Scope: read."""
+    report = _report(session, release)
+    filename = f"{report.deployment}-v{report.version}-classes.csv"
+    return Response(
+        per_class_csv(report.reports[FlipReportKind.CANDIDATE].report),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/timeline", response_model=DeploymentTimeline, openapi_extra=scope_doc("read"))
+def get_timeline(
+    session: SessionDep, key: ReadKey, deployment: DeploymentDep
+) -> DeploymentTimeline:
+    """Every release, oldest first, with its NFR, errors and gate verdict, and the recent
+    upgrade jobs. Scope: read."""
+    return deployment_timeline(session, deployment)
 
 
 @router.post(
@@ -168,16 +197,7 @@ def promote_release(
     """Make a release active; `{"force": true, "reason": ...}` overrides a failed gate.
     Scope: admin."""
     body = body or PromoteRequest()
-    if body.force and not (body.reason or "").strip():
-        raise Unprocessable(
-            "a forced promotion needs a written reason",
-            errors=[{"loc": ["body", "reason"], "msg": "required with force"}],
-        )
-    releases.promote(
-        session, release.deployment, release, actor=key.name, force=body.force, reason=body.reason
-    )
-    session.commit()
-    anyio.from_thread.run(state.registry.sync)
+    actions.promote(state, session, release, key.name, force=body.force, reason=body.reason)
     return ReleaseRead.model_validate(release)
 
 
@@ -191,7 +211,5 @@ def rollback_release(
 ) -> ReleaseRead:
     """Back to the previously active release, or `{"to_version": n}`. Scope: admin."""
     body = body or RollbackRequest()
-    release = releases.rollback(session, deployment, actor=key.name, to_version=body.to_version)
-    session.commit()
-    anyio.from_thread.run(state.registry.sync)
+    release = actions.rollback(state, session, deployment, key.name, body.to_version)
     return ReleaseRead.model_validate(release)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 
 from core import releases
 from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
@@ -15,7 +15,7 @@ from mpt.biases import BiasSweep
 from mpt.errors import MPTError
 from service.deps import AdminKey, DeploymentDep, JobDep, ReadKey, SessionDep, StateDep, scope_doc
 from service.errors import Conflict, ServiceUnavailable, Unprocessable
-from service.schemas import UpgradeCreate, UpgradeRead
+from service.schemas import ListOf, UpgradeCreate, UpgradeRead
 
 router = APIRouter(tags=["upgrades"])
 
@@ -176,6 +176,28 @@ def _read(session: SessionDep, job: UpgradeJob) -> UpgradeRead:
     deployment = session.get_one(Deployment, job.deployment_id)
     release = session.get(Release, job.result_release_id) if job.result_release_id else None
     return upgrade_read(job, deployment.name, release)
+
+
+@router.get(
+    "/v1/deployments/{name}/upgrades",
+    response_model=ListOf[UpgradeRead],
+    openapi_extra=scope_doc("read"),
+)
+def list_upgrades(
+    session: SessionDep,
+    key: ReadKey,
+    deployment: DeploymentDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> ListOf[UpgradeRead]:
+    """The deployment's upgrade jobs, newest first. Scope: read."""
+    rows = session.scalars(
+        sa.select(UpgradeJob)
+        .where(UpgradeJob.deployment_id == deployment.id)
+        .order_by(UpgradeJob.created_at.desc(), UpgradeJob.id.desc())
+        .limit(limit)
+    ).all()
+    jobs = [_read(session, job) for job in rows]
+    return ListOf[UpgradeRead](data=jobs, count=len(jobs))
 
 
 @router.get("/v1/upgrades/{job_id}", response_model=UpgradeRead, openapi_extra=scope_doc("read"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+import torch
 
 from core.models import AuditEntry, FlipReportRecord, GateDecision, Release
+from mpt.metrics import FlipReport, flip_report
 
 pytestmark = pytest.mark.anyio
 
@@ -259,12 +261,20 @@ async def test_report_of_a_measured_release(live, packages) -> None:
                 baseline_release_id=_release_id(live, 1),
                 kind="candidate",
                 split="test",
-                report={"nfr_old": 0.02},
+                report=_hand_report().to_dict(),
             )
         )
         session.commit()
     response = await live.client.get("/v1/deployments/default/releases/2/report")
     assert response.status_code == 200
     body = response.json()
-    assert body["reports"]["candidate"] == {"split": "test", "report": {"nfr_old": 0.02}}
+    assert body["reports"]["candidate"] == {"split": "test", "report": _hand_report().to_dict()}
+    assert body["baseline_version"] == 1 and body["job_id"] is None
     assert body["gate"]["passed"] is False
+
+
+def _hand_report() -> FlipReport:
+    """Two old classes, one new; samples 1 and 3 flip."""
+    targets, old, new = ([0, 0, 1, 1, 2], [0, 0, 1, 1, 0], [0, 1, 1, 2, 2])
+    tensors = [torch.tensor(v) for v in (old, new, targets)]
+    return flip_report(*tensors, num_old=2, class_names=["a", "b", "c"])

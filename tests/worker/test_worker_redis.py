@@ -22,7 +22,7 @@ def _check_rules(rules: list[dict[str, Any]], expected: dict[str, bool]) -> None
     """Every rule of the policy is listed once with its measured value, limit and verdict."""
     assert sorted(r["rule"] for r in rules) == sorted(expected)
     for rule in rules:
-        assert set(rule) == {"rule", "value", "limit", "passed"}
+        assert {"rule", "value", "limit", "passed"} <= set(rule)  # reports add descriptions
         assert isinstance(rule["value"], float), rule
         assert rule["passed"] is expected[rule["rule"]], rule
 
@@ -100,6 +100,22 @@ async def test_worker_redis_report_lists_both_flip_reports_and_the_gate(
     [rule] = body["gate"]["rules"]
     assert rule["limit"] == 1.0
     assert rule["value"] == body["reports"]["candidate"]["report"]["nfr"]["old"]["value"]
+    assert body["job_id"] == job_id and body["dataset_id"] == dataset_id
+    assert body["baseline_version"] == 1 and body["method"] == fast_job["method"]
+    assert [c["chosen"] for c in body["candidates"]] == [True]
+    assert body["selection"]["chosen"] == 0
+    await _check_flipped_images(api, body["reports"]["candidate"]["report"], dataset_id)
+
+
+async def _check_flipped_images(api: Any, report: dict[str, Any], dataset_id: str) -> None:
+    """The report lists its flipped test images, and the dataset serves each as a PNG."""
+    flipped, test = report["flipped"], api.files.digits.splits["test"]
+    assert len(flipped) == min(report["nfr"]["all"]["count"], 500)
+    for sample in flipped[:3]:
+        assert report["class_names"][sample["label"]] == str(int(test.y[sample["index"]]))
+        assert sample["new_prediction"] != sample["label"]
+        image = await api.client.get(f"/v1/datasets/{dataset_id}/images/test/{sample['index']}")
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
 
 async def test_worker_redis_promotion_serves_the_extended_labels(

@@ -12,6 +12,8 @@ EXPECTED = {
     "FlipEntry",
     "FlipMatrix",
     "FlipReport",
+    "FlippedSample",
+    "FLIPPED_KEPT",
     "ModelErrorRates",
     "Proportion",
     "SubsetProportions",

@@ -44,6 +44,7 @@ TOP_LEVEL_KEYS = {
     "bec",
     "per_class",
     "flip_matrix",
+    "flipped",
 }
 
 
@@ -210,6 +211,10 @@ def test_flip_report_flip_counts_are_consistent(
     assert all(e.predicted < num_old and e.predicted != e.true for e in matrix.to_old)
     assert all(e.predicted >= num_old for e in matrix.to_new)
     assert sum(entry.count for entry in report.per_class) == report.nfr.old.n
+    flipped = report.flipped
+    assert len(flipped) == total
+    assert all(old[s.index] == targets[s.index] == s.label != s.new_prediction for s in flipped)
+    assert all(new[s.index] == s.new_prediction for s in flipped)
 
 
 @settings(max_examples=40, deadline=None)
@@ -225,7 +230,8 @@ def test_flip_counter_matches_flip_report(
     ):
         counter.update(old_part, new_part, target_part)
     assert counter.num_samples == len(targets)
-    assert counter.compute() == flip_report(old, new, targets, num_old, names)
+    counted = counter.compute()  # batches carry no positions: it lists no flipped samples
+    assert counted == flip_report(old, new, targets, num_old, names, keep_flipped=0)
 
 
 def test_flip_counter_reset_and_empty_compute() -> None:
@@ -242,7 +248,8 @@ def test_flip_counter_accepts_logits() -> None:
     old_logits = torch.nn.functional.one_hot(labels(OLD), 2).float()
     new_logits = torch.nn.functional.one_hot(labels(NEW), 4).float()
     counter.update(old_logits, new_logits, labels(TARGETS))
-    assert counter.compute() == hand_report()
+    expected = flip_report(labels(OLD), labels(NEW), labels(TARGETS), 2, NAMES, keep_flipped=0)
+    assert counter.compute() == expected
 
 
 def map_labels(
@@ -257,3 +264,23 @@ def assert_same(actual: float, expected: float) -> None:
         assert math.isnan(actual)
     else:
         assert actual == pytest.approx(expected)
+
+
+def test_flip_report_lists_flipped_samples_by_position() -> None:
+    flipped = hand_report().flipped
+    assert [(s.index, s.label, s.new_prediction) for s in flipped] == [(1, 0, 1), (2, 1, 2)]
+    assert all(s.old_score is None and s.new_score is None for s in flipped)  # labels given
+
+
+def test_flip_report_keeps_the_most_confident_flips_up_to_the_limit() -> None:
+    targets = labels([0, 0, 0, 1])
+    old_logits = torch.zeros(4, 1)  # one old class: always predicted, with probability 1
+    # samples 0..2 flip to the new class 1 with different confidences
+    new_logits = torch.tensor([[0.0, 0.5], [0.0, 4.0], [0.0, 2.0], [0.0, 3.0]])
+    report = flip_report(old_logits, new_logits, targets, 1, ["a", "b"], keep_flipped=2)
+    assert [s.index for s in report.flipped] == [1, 2]
+    assert report.nfr.all.count == 3  # the counts still cover every flip
+    best = report.flipped[0]
+    assert best.new_score == pytest.approx(torch.softmax(new_logits[1], 0)[1].item(), abs=1e-4)
+    assert best.old_score == pytest.approx(1.0)  # the old model has one column per old class
+    assert FlipReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
