@@ -170,6 +170,22 @@ def _check_gate(session: Session, release: Release, force: bool, reason: str | N
         )
 
 
+def _record_override(session: Session, release: Release, reason: str | None) -> None:
+    """A forced promotion is a gate decision too: the gate's verdict as it stood, marked as
+    overridden, with the reason (the audit log names who)."""
+    gate = latest_gate(session, release)
+    session.add(
+        GateDecision(
+            release_id=release.id,
+            passed=gate.passed if gate else False,
+            policy=gate.policy if gate else {},
+            rules=gate.rules if gate else [],
+            forced=True,
+            reason=reason,
+        )
+    )
+
+
 def _activate(deployment: Deployment, release: Release) -> Release | None:
     previous = deployment.active_release
     now = utc_now()
@@ -205,6 +221,8 @@ def promote(
             )
     else:
         _check_gate(session, release, force, reason)
+    if force:
+        _record_override(session, release, reason)
     previous = _activate(deployment, release)
     action = "activate" if first else ("force_promote" if force else "promote")
     audit(
