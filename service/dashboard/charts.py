@@ -116,7 +116,7 @@ def release_chart(releases: Sequence[ReleaseSummary], width: int = 720) -> Marku
             marks.append(
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y(nfr.lower / top):.1f}" '
                 f'y2="{frame.y(nfr.upper / top):.1f}" stroke="{NFR_COLOUR}"/>'
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{NFR_COLOUR}">'
+                f'<circle class="mark-nfr" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{NFR_COLOUR}">'
                 f"<title>v{release.version}: NFR {_pct(nfr.value, 2)} "
                 f"[{_pct(nfr.lower, 2)}, {_pct(nfr.upper, 2)}]</title></circle>"
             )
@@ -125,7 +125,7 @@ def release_chart(releases: Sequence[ReleaseSummary], width: int = 720) -> Marku
             y = frame.y(error.value / top)
             error_line.append(f"{x:.1f},{y:.1f}")
             marks.append(
-                f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
+                f'<rect class="mark-error" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
                 f'fill="{ERROR_COLOUR}"><title>v{release.version}: error '
                 f"{_pct(error.value, 2)}</title></rect>"
             )
@@ -318,7 +318,7 @@ def candidates_chart(
         f"error {_pct(r.val_error)}"
         for r in points
     )
-    return _svg(width, frame.height, label, "".join(parts))
+    return _svg(width, frame.height, label, "".join(parts), "chart candidates")
 
 
 def _bias_name(row: CandidateRow) -> str:
