@@ -24,7 +24,8 @@ NFR_COLOUR, ERROR_COLOUR, NEW_COLOUR = "#b42318", "#1d4ed8", "#7a5af8"
 def _svg(width: float, height: float, label: str, body: str, css_class: str = "chart") -> Markup:
     text = escape(label)
     return Markup(
-        f'<svg class="{css_class}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'<svg class="{css_class}" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+        f'height="{height:.0f}" role="img" '
         f'aria-label="{text}" xmlns="http://www.w3.org/2000/svg"><title>{text}</title>'
         f"{body}</svg>"
     )
