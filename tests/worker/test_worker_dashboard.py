@@ -67,15 +67,18 @@ def _start_upgrade(client: httpx.Client, files: Any) -> str:
     return str(job.json()["id"])
 
 
-def _progress_seen(page: Page, job_id: str, timeout: float = 600) -> list[str]:
-    """The progress texts the job's row showed, until the page reloads on its end."""
-    seen: list[str] = []
+def _progress_seen(watched: Watched, job_id: str, timeout: float = 600) -> list[str]:
+    """The progress texts the job's row showed, until the page reloads on its end; a
+    screenshot once the candidates train."""
+    page, seen = watched.page, []
     row = page.locator(f'tr[data-job="{job_id}"]')
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = row.get_attribute("data-status")
         text = row.locator('[data-field="status"]').text_content() or ""
         if not seen or seen[-1] != text:
+            if "candidate" in text and not any("candidate" in t for t in seen):
+                watched.screenshot("dashboard-live", "job-running")
             seen.append(text)
         if status in ("succeeded", "failed", "cancelled"):
             return seen
@@ -95,8 +98,7 @@ def test_dashboard_follows_a_running_upgrade_then_shows_its_report(
         page.fill("#key", ADMIN_TOKEN)
         page.click("button[type=submit]")
         expect(page.locator(f'tr[data-job="{job_id}"]')).to_have_count(1)
-        watched.screenshot("dashboard-live", "job-running")
-        seen = _progress_seen(page, job_id)
+        seen = _progress_seen(watched, job_id)
         epochs = [text for text in seen if "epoch" in text]
         assert len(set(epochs)) >= 2, seen  # it moved on while the page was open
         page.wait_for_load_state("networkidle")  # the reload at the job's end
