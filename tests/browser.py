@@ -5,49 +5,31 @@ and screenshots go to var/test-artifacts/ (or MPT_TEST_ARTIFACTS)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from bench.browser import chromium as launch
+from bench.browser import chromium_path
+
 ARTIFACTS = Path(
     os.environ.get("MPT_TEST_ARTIFACTS", Path(__file__).parents[1] / "var" / "test-artifacts")
 )
 
 
-def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail(
-            "Chromium is not installed: `apt-get install chromium` (scripts/setup.sh does it "
-            "as root)",
-            pytrace=False,
-        )
-    return found
-
-
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    """A headless Chromium with a fresh profile (Playwright makes a temporary one)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """`bench.browser.chromium`, failing the test (never skipping) without Chromium."""
+    try:
+        chromium_path()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with launch() as browser:
+        yield browser
 
 
 @dataclass
