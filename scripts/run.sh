@@ -27,6 +27,7 @@ mpt-upgrades on $url (OpenAPI: $url/docs). In another terminal:
        -d '{"dataset_id": "<id>", "epochs": 20, "auto_promote": true}'   # sweeps the bias
   curl -sH "\$H" $url/v1/upgrades/<job id>                                # status, phase, progress
   curl -sH "\$H" $url/v1/deployments/default/releases/2/report            # the flip report
+  # or open $url/dashboard in a browser and log in with the admin key
   curl -sH "\$H" -H 'content-type: application/json' $url/predict -d '{"inputs": [[[[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]]]}'
 
 TXT
