@@ -62,13 +62,15 @@ def populate(
     test_per_class: int = 10,
     flip_rate: float = 0.05,
     seed: int = 0,
+    labels: list[str] | None = None,
 ) -> History:
     """Write a deployment whose release 1 was uploaded and releases 2.. came from upgrades,
     each with both flip reports, a gate decision and its job; the last one passing the gate
     is active. One real (untrained) package backs every release, so the service can load it.
+    `labels` (default `class-000`, ...) must number `num_classes`.
     """
     generator = torch.Generator().manual_seed(seed)
-    labels = [f"class-{i:03d}" for i in range(num_classes)]
+    labels = labels or [f"class-{i:03d}" for i in range(num_classes)]
     package_sha = _package(store, labels)
     targets = torch.arange(num_classes).repeat_interleave(test_per_class)
     dataset_id = _dataset(sessions, store, labels, targets, generator)

@@ -307,3 +307,26 @@ async def test_timeline_reads_report_figures_on_postgresql(start_api, postgres_u
     report = await _json(api, "/v1/deployments/demo/releases/3/report")
     assert timeline["releases"][2]["nfr"] == report["reports"]["candidate"]["report"]["nfr"]["old"]
     assert timeline["releases"][2]["error_all"]["n"] == 12 * 10
+
+
+HOSTILE = [
+    '<script>alert("x")</script>',
+    '"><img src=x onerror=alert(1)>',
+    "a & b",
+    "=cmd|'/c calc'!A1",
+]
+
+
+async def test_class_names_cannot_inject_markup(start_api) -> None:
+    api = await start_api()
+    labels = HOSTILE + [f"c{i}" for i in range(8)]
+    populate(api.state.sessions, api.state.store, name="demo", num_classes=12, num_old=8,
+             labels=labels)  # fmt: skip
+    browser, _ = await _logged_in(api, "read")
+    async with browser:
+        pages = [await browser.get(f"{DASH}/releases/{v}") for v in (2, 3, 4)]
+        pages.append(await browser.get(f"{DASH}/compare?a=2&b=3"))
+    for page in pages:
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text
+        assert "&lt;script&gt;alert" in page.text
