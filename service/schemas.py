@@ -162,3 +162,30 @@ class UpgradeRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-predict"])
+    scopes: list[Literal["admin", "predict", "read"]] = Field(min_length=1, max_length=3)
+
+
+class KeyRead(BaseModel):
+    """An API key as listed: never the key itself, only its first 8 characters."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="the bearer key; shown in this response only")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from core.db import make_engine
 
 PROBLEM_JSON = "application/problem+json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "MPT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -87,9 +90,7 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return _free_port()
 
 
 HealthWait = Callable[["subprocess.Popen[bytes]", str, Path], None]
@@ -115,3 +116,56 @@ def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) ->
 def wait_healthy() -> HealthWait:
     """`wait_healthy(process, url, log)`: see `wait_until_healthy`."""
     return wait_until_healthy
+
+
+@dataclass
+class Server:
+    """A `uvicorn` process serving `service.app:create_app`; `log` holds its output."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+ServerStart = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[ServerStart]:
+    """`start_server(name, **mpt_settings)`: a real uvicorn process on a free port, configured
+    only through `MPT_*` variables (no embedded worker unless asked), healthy when returned;
+    every one is killed after the test."""
+    servers: list[Server] = []
+
+    def start(name: str = "api", port: int | None = None, **settings: object) -> Server:
+        port = port or _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
+        values: dict[str, object] = {"embedded_worker": "false", "log_level": "INFO", **settings}
+        env |= {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        log = tmp_path / f"{name}.log"
+        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        with log.open("ab") as output:
+            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
+        server = Server(f"http://127.0.0.1:{port}", process, log)
+        servers.append(server)
+        wait_until_healthy(process, server.url, log)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

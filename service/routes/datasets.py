@@ -11,7 +11,7 @@ import anyio
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from core import releases
+from core import audit, releases
 from core.models import DatasetRecord
 from core.storage import StagedUpload
 from mpt.data import ImageDataset, save_npz
@@ -98,7 +98,7 @@ def _record(state: AppState, session: Session, upload: _Upload, actor: str) -> D
             size_bytes=staged.size,
         )
     session.add(record)
-    releases.audit(session, actor, "upload_dataset", detail={"dataset": record.name})
+    audit.record(session, actor, "upload_dataset", detail={"dataset": record.name})
     session.commit()
     return DatasetRead.model_validate(record)
 
