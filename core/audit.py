@@ -22,6 +22,7 @@ def record(
     *,
     deployment: Deployment | None = None,
     release: Release | None = None,
+    job_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry to the audit log (in the caller's transaction)."""
@@ -30,6 +31,7 @@ def record(
         action=action,
         deployment_id=deployment.id if deployment else None,
         release_id=release.id if release else None,
+        job_id=job_id,
         detail=detail or {},
     )
     session.add(entry)

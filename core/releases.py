@@ -116,6 +116,7 @@ def add_release(
         "register_release",
         deployment=deployment,
         release=release,
+        job_id=upgrade_job_id,
         detail={"version": release.version, "status": status, "source": source},
     )
     return release
@@ -191,6 +192,7 @@ def promote(
         action,
         deployment=deployment,
         release=release,
+        job_id=release.upgrade_job_id,
         detail={
             "version": release.version,
             "previous": previous.version if previous else None,

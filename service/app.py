@@ -18,7 +18,16 @@ from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
 from service.metrics import ServiceMetrics
-from service.routes import datasets, deployments, health, keys, predict, releases, upgrades
+from service.routes import (
+    audit,
+    datasets,
+    deployments,
+    health,
+    keys,
+    predict,
+    releases,
+    upgrades,
+)
 from service.serving.registry import ServingRegistry
 
 __all__ = ["create_app"]
@@ -97,6 +106,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         ).inc()
 
     app.middleware("http")(request_context(count))
-    for module in (health, deployments, releases, datasets, predict, upgrades, keys):
+    for module in (health, deployments, releases, datasets, predict, upgrades, keys, audit):
         app.include_router(module.router)
     return app

@@ -189,3 +189,17 @@ class KeyRead(BaseModel):
 
 class KeyCreated(KeyRead):
     key: str = Field(description="the bearer key; shown in this response only")
+
+
+class AuditRead(BaseModel):
+    """One audit log entry: who (`actor`: a key's name, a worker, `cli:<user>`, `janitor`)
+    did what (`action`), when, to which deployment, release and job."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    deployment: str | None
+    release_version: int | None
+    job_id: str | None
+    detail: dict[str, Any]

@@ -154,7 +154,7 @@ def submit_upgrade(
         "submit_upgrade",
         deployment=deployment,
         release=active,
-        detail={"job": job.id},
+        job_id=job.id,
     )
     session.commit()
     _enqueue(state, session, job)
@@ -196,6 +196,6 @@ def cancel_upgrade(session: SessionDep, key: AdminKey, job: JobDep) -> UpgradeRe
     job.cancel_requested = True
     if job.status == JobStatus.QUEUED:
         job.status, job.finished_at = JobStatus.CANCELLED, utc_now()
-    audit.record(session, key.name, "cancel_upgrade", detail={"job": job_id})
+    audit.record(session, key.name, "cancel_upgrade", job_id=job_id)
     session.commit()
     return _read(session, job)
