@@ -14,6 +14,7 @@ from core.storage import LocalArtifactStore
 from core.tasks import make_celery
 from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
+from service.bodies import BodyLimit
 from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
@@ -106,6 +107,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         ).inc()
 
     app.middleware("http")(request_context(count))
+    app.add_middleware(
+        BodyLimit,
+        upload_limit=settings.max_upload_bytes,
+        other_limit=settings.max_predict_bytes,
+    )
     for module in (health, deployments, releases, datasets, predict, upgrades, keys, audit):
         app.include_router(module.router)
     return app

@@ -13,6 +13,10 @@ from mpt.gate import BIND_ON, RULES
 
 T = TypeVar("T")
 
+# The largest integer a database column holds: every id, version and seed a client sends is
+# bounded by it, so an integer beyond 64 bits is a 422, never an overflow in the database.
+INT64_MAX = 2**63 - 1
+
 
 def _gate_fields() -> dict[str, Any]:
     """One optional field per rule of `mpt.gate.RULES`, with its bounds and description."""
@@ -81,7 +85,7 @@ class PromoteRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to_version: int | None = Field(None, ge=1)
+    to_version: int | None = Field(None, ge=1, le=INT64_MAX)
 
 
 class DatasetRead(BaseModel):
@@ -142,7 +146,7 @@ class UpgradeCreate(BaseModel):
         description="in units of the old model's median top-1 margin: one value or a list to "
         f"sweep; default {list(DEFAULT_RELATIVE_SWEEP)} for methods with a bias",
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=INT64_MAX)
     gate: GatePolicy | None = None
     auto_promote: bool = False
 

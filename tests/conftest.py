@@ -135,27 +135,38 @@ class Server:
 ServerStart = Callable[..., Server]
 
 
+def spawn_server(folder: Path, name: str = "api", **settings: object) -> Server:
+    """A real uvicorn process of the service on a free port, working in `folder` and
+    configured only through `MPT_*` variables (no embedded worker unless asked); healthy
+    when returned. The caller stops it."""
+    port = settings.pop("port", None) or _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
+    values: dict[str, object] = {"embedded_worker": "false", "log_level": "INFO", **settings}
+    env |= {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    log = folder / f"{name}.log"
+    command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=output, stderr=output)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_until_healthy(process, server.url, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[ServerStart]:
-    """`start_server(name, **mpt_settings)`: a real uvicorn process on a free port, configured
-    only through `MPT_*` variables (no embedded worker unless asked), healthy when returned;
-    every one is killed after the test."""
+    """`start_server(name, **mpt_settings)`: `spawn_server` in the test's folder; every
+    server is killed after the test."""
     servers: list[Server] = []
 
-    def start(name: str = "api", port: int | None = None, **settings: object) -> Server:
-        port = port or _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
-        values: dict[str, object] = {"embedded_worker": "false", "log_level": "INFO", **settings}
-        env |= {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        log = tmp_path / f"{name}.log"
-        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-        with log.open("ab") as output:
-            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
-        server = Server(f"http://127.0.0.1:{port}", process, log)
+    def start(name: str = "api", **settings: object) -> Server:
+        server = spawn_server(tmp_path, name, **settings)
         servers.append(server)
-        wait_until_healthy(process, server.url, log)
         return server
 
     try:
@@ -169,3 +180,9 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server_spawner() -> Callable[..., Server]:
+    """`spawn_server` itself, for fixtures of a wider scope that manage their servers."""
+    return spawn_server

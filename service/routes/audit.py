@@ -10,11 +10,10 @@ from sqlalchemy.orm import aliased
 
 from core.models import AuditEntry, Deployment, Release
 from service.deps import AdminKey, SessionDep, scope_doc
-from service.schemas import AuditRead, ListOf
+from service.schemas import INT64_MAX, AuditRead, ListOf
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-_ID_MAX = 2**63 - 1
 Text = Annotated[str | None, Query(max_length=255)]
 
 
@@ -26,7 +25,7 @@ def list_audit(
     action: Text = None,
     actor: Text = None,
     job_id: Text = None,
-    before: Annotated[int | None, Query(ge=1, le=_ID_MAX, description="ids below this")] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="ids below this")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ListOf[AuditRead]:
     """Who changed what and when: promotions (forced ones with their reason), rollbacks,
