@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core import audit
 from core.lease import stale
 from core.models import JobStatus, UpgradeJob, utc_now
 
-__all__ = ["recover_stale_jobs"]
+__all__ = ["JANITOR", "recover_stale_jobs"]
+
+JANITOR = "janitor"  # the actor of its audit entries
 
 
 def recover_stale_jobs(session: Session, stale_seconds: float, max_retries: int) -> list[str]:
@@ -19,10 +22,13 @@ def recover_stale_jobs(session: Session, stale_seconds: float, max_retries: int)
     ).all()
     requeued = []
     for job in jobs:
+        detail = {"attempts": job.attempts, "worker": job.worker_id}
         if job.attempts > max_retries:
             job.status, job.finished_at = JobStatus.FAILED, utc_now()
             job.error = f"the worker stopped responding {job.attempts} times; giving up"
+            audit.record(session, JANITOR, "fail_stale_job", job_id=job.id, detail=detail)
         else:
             job.status, job.worker_id = JobStatus.QUEUED, None
             requeued.append(job.id)
+            audit.record(session, JANITOR, "requeue_stale_job", job_id=job.id, detail=detail)
     return requeued

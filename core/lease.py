@@ -17,6 +17,7 @@ from typing import Any, NoReturn, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.models import JobStatus, UpgradeJob, utc_now
 
 __all__ = ["JobCancelled", "Lease", "LeaseLost", "stale"]
@@ -104,6 +105,8 @@ class Lease:
         update = self._update(status=status, finished_at=now, heartbeat_at=now, **values)
         if not _rowcount(session.execute(update)):
             self._lose()
+        detail = {"status": str(status), "error": values.get("error")}
+        audit.record(session, self.worker_id, "finish_job", job_id=self.job_id, detail=detail)
 
     def _held(self) -> sa.ColumnElement[bool]:
         return sa.and_(

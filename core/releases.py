@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core.audit import record as audit
 from core.models import (
-    AuditEntry,
     Deployment,
     GateDecision,
     Release,
@@ -26,7 +26,6 @@ __all__ = [
     "GateRefusedError",
     "NotFoundError",
     "add_release",
-    "audit",
     "create_deployment",
     "get_deployment",
     "get_release",
@@ -46,27 +45,6 @@ class ConflictError(ValueError):
 
 class GateRefusedError(ValueError):
     """Promotion refused: the release failed its gate (or was never gated) and was not forced."""
-
-
-def audit(
-    session: Session,
-    actor: str,
-    action: str,
-    *,
-    deployment: Deployment | None = None,
-    release: Release | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """Append one entry to the audit log."""
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action=action,
-            deployment_id=deployment.id if deployment else None,
-            release_id=release.id if release else None,
-            detail=detail or {},
-        )
-    )
 
 
 def get_deployment(session: Session, name: str, *, lock: bool = False) -> Deployment:
@@ -138,6 +116,7 @@ def add_release(
         "register_release",
         deployment=deployment,
         release=release,
+        job_id=upgrade_job_id,
         detail={"version": release.version, "status": status, "source": source},
     )
     return release
@@ -231,6 +210,7 @@ def promote(
         action,
         deployment=deployment,
         release=release,
+        job_id=release.upgrade_job_id,
         detail={
             "version": release.version,
             "previous": previous.version if previous else None,

@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=4096 * 4096, gt=0, description="Largest decoded image (decompression-bomb guard)."
     )
+    max_dataset_bytes: int = Field(
+        default=_GIB,
+        gt=0,
+        description="Largest dataset once unpacked or decoded (archive members, arrays, pixels).",
+    )
+    max_archive_members: int = Field(
+        default=100_000, gt=0, description="Most files and folders in an uploaded archive."
+    )
+    max_predict_inputs: int = Field(
+        default=1024, gt=0, description="Most inputs (tensors or images) in one /predict request."
+    )
     batch_max_size: int = Field(
         default=64, gt=0, description="Micro-batching: most inputs in one forward pass."
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -36,6 +38,7 @@ __all__ = [
     "InputSpec",
     "Manifest",
     "ModelPackage",
+    "check_outputs",
     "load_package",
     "preprocess",
     "read_manifest",
@@ -160,15 +163,47 @@ def load_package(
         if manifest.arch == EXPORTED_ARCH:
             program = _read_member(archive, EXPORTED_NAME, max_bytes)
             return ModelPackage(manifest, load_program(program, manifest.input).to(device))
-        state = _read_weights(archive, max_bytes)
+        with torch.device("meta"):
+            expected = _build(manifest).state_dict()
+        state = _read_weights(archive, min(max_bytes, _weights_bound(expected)))
+    _check_fit(expected, state, manifest)
     with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
-        try:
-            model = models.create(manifest.arch, manifest.num_classes, manifest.input.channels)
-        except ValueError as exc:
-            raise PackageError(f"cannot build the package's model: {exc}") from exc
-    _check_fit(model.state_dict(), state, manifest)
+        model = _build(manifest)
     model.load_state_dict(state, strict=True)
     return ModelPackage(manifest, model.to(device))
+
+
+def _build(manifest: Manifest) -> nn.Module:
+    try:
+        return models.create(manifest.arch, manifest.num_classes, manifest.input.channels)
+    except ValueError as exc:
+        raise PackageError(f"cannot build the package's model: {exc}") from exc
+
+
+def _weights_bound(expected: Mapping[str, Tensor]) -> int:
+    """The most bytes a weights file of this architecture may take: its tensors plus room
+    for a file format's headers. Anything larger is refused before it is decompressed."""
+    tensors = sum(t.numel() * t.element_size() for t in expected.values())
+    return tensors + tensors // 16 + 4096 * len(expected) + 1024**2
+
+
+def check_outputs(
+    model: nn.Module, spec: InputSpec, num_classes: int, device: torch.device | None = None
+) -> None:
+    """Run one all-zero input through `model` on `device` (default: where its parameters
+    are); `PackageError` unless it gives (1, `num_classes`) finite logits (NaN or infinite
+    weights give NaN here)."""
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model(torch.zeros(1, spec.channels, spec.height, spec.width, device=device))
+    if tuple(logits.shape) != (1, num_classes):
+        raise PackageError(
+            f"the model gives {tuple(logits.shape)} logits for one input, "
+            f"expected (1, {num_classes})"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        raise PackageError("the model gives NaN or infinite logits (non-finite weights?)")
 
 
 @contextmanager
@@ -184,10 +219,12 @@ def _open_zip(source: PackageSource) -> Iterator[zipfile.ZipFile]:
         except ZIP_ERRORS as exc:
             raise PackageError(f"not a model package (not a readable zip file): {exc}") from exc
         names = archive.namelist()
-        for name in names:
-            parts = PurePosixPath(name).parts
+        for info in archive.infolist():
+            name, parts = info.filename, PurePosixPath(info.filename).parts
             if name.startswith("/") or "\\" in name or ":" in name or ".." in parts:
                 raise PackageError(f"package member {name!r} has an unsafe path")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise PackageError(f"package member {name!r} is a link; links are refused")
         if len(set(names)) != len(names):
             raise PackageError("package has duplicate member names")
         yield archive
@@ -215,6 +252,8 @@ def _read_manifest(archive: zipfile.ZipFile) -> Manifest:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackageError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PackageError(f"{MANIFEST_NAME} is nested too deeply to parse") from exc
     return Manifest.from_dict(data)
 
 
@@ -232,12 +271,24 @@ def _read_weights(archive: zipfile.ZipFile, max_bytes: int) -> dict[str, Tensor]
         else:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # untrusted bytes: every parser failure means "refused"
-        raise PackageError(f"cannot read {name} as plain tensors (refused): {exc}") from exc
+        raise PackageError(
+            f"cannot read {name} as plain tensors (refused): {_reason(exc)}"
+        ) from exc
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
     ):
         raise PackageError(f"{name} must hold a state dict mapping names to tensors")
     return state
+
+
+def _reason(exc: Exception) -> str:
+    """What a weights parser objected to, without its advice on loading the file anyway."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error: ([^.\n]*)", text)
+    if found is not None:
+        return f"the pickle asks for code ({found[1]})"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:300]
 
 
 def _check_fit(

@@ -18,15 +18,20 @@ from mpt.errors import PackageError, ShapeError
 __all__ = ["FORMAT_VERSION", "InputSpec", "Manifest", "preprocess"]
 
 FORMAT_VERSION = 1
+# Far above any image classifier's input, low enough that one dummy input is cheap.
+MAX_SIDE = 4096
+MAX_CHANNELS = 16
+MAX_CLASSES = 100_000
 
 
 def _invalid(name: str, problem: str) -> PackageError:
     return PackageError(f"manifest field {name!r} {problem}")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _invalid(name, f"must be an integer >= {minimum}, got {value!r}")
+def _check_int(name: str, value: object, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise _invalid(name, f"must be an integer from {minimum} to {maximum}, got {shown}")
     return value
 
 
@@ -65,8 +70,9 @@ class InputSpec:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        for name in ("channels", "height", "width"):
-            _check_int(f"input.{name}", getattr(self, name), 1)
+        _check_int("input.channels", self.channels, 1, MAX_CHANNELS)
+        for name in ("height", "width"):
+            _check_int(f"input.{name}", getattr(self, name), 1, MAX_SIDE)
         mean = _check_floats("input.mean", self.mean, self.channels, positive=False)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", _check_floats("input.std", self.std, self.channels, True))
@@ -104,12 +110,12 @@ class Manifest:
         ):
             valid = ", ".join(models.names())
             raise _invalid("arch", f"names an unknown architecture {self.arch!r} (valid: {valid})")
-        _check_int("num_classes", self.num_classes, 1)
+        _check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
         _check_labels(self.labels, self.num_classes)
         object.__setattr__(self, "labels", list(self.labels))
         if not isinstance(self.input, InputSpec):
             raise _invalid("input", f"must be an InputSpec, got {type(self.input).__name__}")
-        version = _check_int("format_version", self.format_version, 1)
+        version = _check_int("format_version", self.format_version, 1, 2**31)
         if version > FORMAT_VERSION:
             raise _invalid("format_version", f"is {version}; this mpt reads up to {FORMAT_VERSION}")
         if not isinstance(self.info, dict):

@@ -14,12 +14,22 @@ from core.storage import LocalArtifactStore
 from core.tasks import make_celery
 from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
+from service.bodies import BodyLimit
 from service.dashboard import install_dashboard
 from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import configure_logging, request_context
 from service.metrics import ServiceMetrics
-from service.routes import datasets, deployments, health, predict, releases, upgrades
+from service.routes import (
+    audit,
+    datasets,
+    deployments,
+    health,
+    keys,
+    predict,
+    releases,
+    upgrades,
+)
 from service.serving.registry import ServingRegistry
 from service.thumbnails import SplitCache
 
@@ -100,7 +110,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         ).inc()
 
     app.middleware("http")(request_context(count))
-    for module in (health, deployments, releases, datasets, predict, upgrades):
+    app.add_middleware(
+        BodyLimit,
+        upload_limit=settings.max_upload_bytes,
+        other_limit=settings.max_predict_bytes,
+    )
+    for module in (health, deployments, releases, datasets, predict, upgrades, keys, audit):
         app.include_router(module.router)
     app.include_router(deployments.overview_router)
     install_dashboard(app)

@@ -1,4 +1,5 @@
-"""Bearer API keys: created once, stored only as hashes, checked against scopes."""
+"""Bearer API keys: created once, stored only as hashes, checked against scopes in constant
+time, listed and revoked. Keys never reach a log: only their names do."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.models import ApiKey, Scope, utc_now
+from core.releases import ConflictError, NotFoundError
 
 __all__ = [
     "KEY_PREFIX",
@@ -21,6 +25,9 @@ __all__ = [
     "authenticate",
     "create_key",
     "ensure_bootstrap_key",
+    "get_key",
+    "list_keys",
+    "revoke_key",
 ]
 
 KEY_PREFIX = "mpt_"
@@ -52,19 +59,43 @@ def _check_scopes(scopes: Iterable[str]) -> list[str]:
     return chosen
 
 
-def create_key(session: Session, name: str, scopes: Iterable[str]) -> str:
+def get_key(session: Session, name: str) -> ApiKey:
+    """The key named `name`; NotFoundError when there is none."""
+    key = session.scalars(sa.select(ApiKey).where(ApiKey.name == name)).one_or_none()
+    if key is None:
+        raise NotFoundError(f"no API key is named {name!r}")
+    return key
+
+
+def create_key(session: Session, name: str, scopes: Iterable[str], actor: str = "system") -> str:
     """Store a new key named `name` and return it; only its hash is kept."""
     if session.scalars(sa.select(ApiKey.id).where(ApiKey.name == name)).first() is not None:
-        raise ValueError(f"an API key named {name!r} already exists")
+        raise ConflictError(f"an API key named {name!r} already exists")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiKey(name=name, prefix=key[:8], key_hash=_hash(key), scopes=_check_scopes(scopes))
-    )
+    chosen = _check_scopes(scopes)
+    session.add(ApiKey(name=name, prefix=key[:8], key_hash=_hash(key), scopes=chosen))
+    audit.record(session, actor, "create_key", detail={"key": name, "scopes": chosen})
+    return key
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, name: str, actor: str) -> ApiKey:
+    """Revoke the key named `name`; every API process refuses it from its next request."""
+    key = get_key(session, name)
+    if key.revoked_at is not None:
+        raise ConflictError(f"the API key {name!r} is already revoked")
+    key.revoked_at = utc_now()
+    audit.record(session, actor, "revoke_key", detail={"key": name})
     return key
 
 
 def ensure_bootstrap_key(session: Session, token: str) -> None:
-    """Make `token` (from MPT_ADMIN_TOKEN) a valid admin key, replacing an older one."""
+    """Make `token` (from MPT_ADMIN_TOKEN) a valid admin key, replacing an older one. A
+    revoked token stays revoked: only a new token brings the bootstrap key back."""
     existing = session.scalars(sa.select(ApiKey).where(ApiKey.name == BOOTSTRAP_NAME)).first()
     digest = _hash(token)
     if existing is None:
@@ -73,12 +104,11 @@ def ensure_bootstrap_key(session: Session, token: str) -> None:
                 name=BOOTSTRAP_NAME, prefix=token[:8], key_hash=digest, scopes=[Scope.ADMIN.value]
             )
         )
-    elif existing.key_hash != digest or existing.revoked_at is not None:
+    elif existing.key_hash != digest:
         existing.prefix, existing.key_hash, existing.revoked_at = token[:8], digest, None
 
 
-def authenticate(session: Session, key: str) -> Principal | None:
-    """The principal behind `key`, or None for an unknown or revoked key."""
+def _lookup(session: Session, key: str) -> tuple[int, Principal] | None:
     digest = _hash(key)
     candidates = session.scalars(
         sa.select(ApiKey).where(ApiKey.prefix == key[:8], ApiKey.revoked_at.is_(None))
@@ -86,30 +116,64 @@ def authenticate(session: Session, key: str) -> Principal | None:
     for row in candidates:
         if hmac.compare_digest(row.key_hash, digest):
             row.last_used_at = utc_now()
-            return Principal(row.name, frozenset(row.scopes))
+            return row.id, Principal(row.name, frozenset(row.scopes))
     return None
 
 
+def authenticate(session: Session, key: str) -> Principal | None:
+    """The principal behind `key`, or None for an unknown or revoked key."""
+    found = _lookup(session, key)
+    return None if found is None else found[1]
+
+
+def _revoked(session: Session, key_id: int) -> bool:
+    revoked_at = session.scalars(sa.select(ApiKey.revoked_at).where(ApiKey.id == key_id)).first()
+    return revoked_at is not None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key_id: int
+    principal: Principal
+    expires: float
+
+
 class KeyCache:
-    """Valid keys remembered for `ttl` seconds, so a request costs no database round trip.
-    A revoked key stops working within `ttl`; unknown keys are always looked up."""
+    """Keys proven within `ttl` seconds are not hashed against the table again: a request
+    then costs one primary-key read, which asks whether the key was revoked since. That
+    read is what makes a revocation stop the key at once in every API process. While the
+    database is unreachable a remembered key keeps working until its entry expires (no
+    revocation can be written meanwhile), so `/predict` goes on answering."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], ttl: float = 30.0, max_entries: int = 10_000
+        self, sessions: sessionmaker[Session], ttl: float = 300.0, max_entries: int = 10_000
     ) -> None:
         self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
-        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._entries: dict[str, _Entry] = {}
 
     def principal(self, key: str) -> Principal | None:
         digest, now = _hash(key), time.monotonic()
         hit = self._entries.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None and hit.expires > now:
+            return self._recheck(digest, hit)
         with self.sessions() as session:
-            principal = authenticate(session, key)
+            found = _lookup(session, key)
             session.commit()
-        if principal is not None:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[digest] = (principal, now + self.ttl)
-        return principal
+        if found is None:
+            self._entries.pop(digest, None)
+            return None
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[digest] = _Entry(found[0], found[1], now + self.ttl)
+        return found[1]
+
+    def _recheck(self, digest: str, hit: _Entry) -> Principal | None:
+        try:
+            with self.sessions() as session:
+                revoked = _revoked(session, hit.key_id)
+        except DBAPIError:
+            return hit.principal
+        if revoked:
+            self._entries.pop(digest, None)
+            return None
+        return hit.principal

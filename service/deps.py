@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,7 @@ from service.auth import KeyCache, Principal
 from service.browser_auth import ANONYMOUS, COOKIE, SAFE_METHODS
 from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
+from service.schemas import INT64_MAX
 from service.serving.registry import ServingRegistry
 from service.thumbnails import SplitCache
 
@@ -147,7 +148,11 @@ def get_deployment(name: str, session: SessionDep) -> Deployment:
 DeploymentDep = Annotated[Deployment, Depends(get_deployment)]
 
 
-def get_release(version: int, deployment: DeploymentDep, session: SessionDep) -> Release:
+def get_release(
+    version: Annotated[int, Path(ge=1, le=INT64_MAX)],
+    deployment: DeploymentDep,
+    session: SessionDep,
+) -> Release:
     return releases.get_release(session, deployment, version)
 
 

@@ -21,6 +21,8 @@ from core.storage import UploadTooLargeError
 
 __all__ = [
     "CORE_PROBLEMS",
+    "MAX_LISTED",
+    "TOO_DEEP",
     "Conflict",
     "Forbidden",
     "NotFound",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 PROBLEM_JSON = "application/problem+json"
+MAX_LISTED = 100  # field errors listed in one response; the first ones are enough to fix
 log = logging.getLogger("service.errors")
 
 
@@ -80,6 +83,9 @@ class Unprocessable(ProblemError):
 
 class ServiceUnavailable(ProblemError):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+TOO_DEEP = "the JSON body is nested too deeply to parse (bodies of this API nest a few levels)"
 
 
 def problem_response(
@@ -130,7 +136,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()
+        for e in exc.errors()[:MAX_LISTED]
     ]
     where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
     return problem_response(
@@ -138,8 +144,24 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _body_error(cause: BaseException | None) -> ProblemError | None:
+    """The problem behind a failure to read or parse a body: one of ours (a size limit),
+    or JSON nested too deeply. Exception groups (from task groups) are searched."""
+    if isinstance(cause, BaseExceptionGroup):
+        found = (_body_error(inner) for inner in cause.exceptions)
+        return next((problem for problem in found if problem is not None), None)
+    if isinstance(cause, ProblemError):
+        return cause
+    if isinstance(cause, RecursionError):
+        return Unprocessable(TOO_DEEP)
+    return None
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    cause = _body_error(exc.__cause__)  # FastAPI wraps what failed while it read a body
+    if cause is not None:
+        return await _on_problem(request, cause)
     return problem_response(
         exc.status_code, str(exc.detail), str(exc.detail), "http", headers=dict(exc.headers or {})
     )

@@ -13,6 +13,10 @@ from mpt.gate import BIND_ON, RULES
 
 T = TypeVar("T")
 
+# The largest integer a database column holds: every id, version and seed a client sends is
+# bounded by it, so an integer beyond 64 bits is a 422, never an overflow in the database.
+INT64_MAX = 2**63 - 1
+
 
 def _gate_fields() -> dict[str, Any]:
     """One optional field per rule of `mpt.gate.RULES`, with its bounds and description."""
@@ -81,7 +85,7 @@ class PromoteRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to_version: int | None = Field(None, ge=1)
+    to_version: int | None = Field(None, ge=1, le=INT64_MAX)
 
 
 class DatasetRead(BaseModel):
@@ -142,7 +146,7 @@ class UpgradeCreate(BaseModel):
         description="in units of the old model's median top-1 margin: one value or a list to "
         f"sweep; default {list(DEFAULT_RELATIVE_SWEEP)} for methods with a bias",
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=INT64_MAX)
     gate: GatePolicy | None = None
     auto_promote: bool = False
 
@@ -162,3 +166,44 @@ class UpgradeRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-predict"])
+    scopes: list[Literal["admin", "predict", "read"]] = Field(min_length=1, max_length=3)
+
+
+class KeyRead(BaseModel):
+    """An API key as listed: never the key itself, only its first 8 characters."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="the bearer key; shown in this response only")
+
+
+class AuditRead(BaseModel):
+    """One audit log entry: who (`actor`: a key's name, a worker, `cli:<user>`, `janitor`)
+    did what (`action`), when, to which deployment, release and job."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    deployment: str | None
+    release_version: int | None
+    job_id: str | None
+    detail: dict[str, Any]

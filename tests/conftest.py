@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from core.db import make_engine
 from tests.processes import unused_port, wait_until_healthy
 
 PROBLEM_JSON = "application/problem+json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "MPT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -96,3 +99,67 @@ HealthWait = Callable[["subprocess.Popen[bytes]", str, Path], None]
 def wait_healthy() -> HealthWait:
     """`wait_healthy(process, url, log)`: see `wait_until_healthy`."""
     return wait_until_healthy
+
+
+@dataclass
+class Server:
+    """A `uvicorn` process serving `service.app:create_app`; `log` holds its output."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+ServerStart = Callable[..., Server]
+
+
+def spawn_server(folder: Path, name: str = "api", **settings: object) -> Server:
+    """A real uvicorn process of the service on a free port, working in `folder` and
+    configured only through `MPT_*` variables (no embedded worker unless asked); healthy
+    when returned. The caller stops it."""
+    port = settings.pop("port", None) or unused_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
+    values: dict[str, object] = {"embedded_worker": "false", "log_level": "INFO", **settings}
+    env |= {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    log = folder / f"{name}.log"
+    command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=output, stderr=output)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_until_healthy(process, server.url, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[ServerStart]:
+    """`start_server(name, **mpt_settings)`: `spawn_server` in the test's folder; every
+    server is killed after the test."""
+    servers: list[Server] = []
+
+    def start(name: str = "api", **settings: object) -> Server:
+        server = spawn_server(tmp_path, name, **settings)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_spawner() -> Callable[..., Server]:
+    """`spawn_server` itself, for fixtures of a wider scope that manage their servers."""
+    return spawn_server

@@ -35,7 +35,7 @@ from core.storage import ArtifactStore
 from mpt.biases import BiasSweep
 from mpt.data import load_npz
 from mpt.gate import GateContext, GateResult, evaluate_gate
-from mpt.io import ModelPackage, load_package, save_package
+from mpt.io import ModelPackage, check_outputs, load_package, save_package
 from mpt.train import TrainConfig
 from mpt.upgrade import UpgradeResult, planned_runs, upgrade
 from worker.heartbeat import Heartbeat
@@ -192,6 +192,8 @@ def _record(
     ctx: WorkerContext, lease: Lease, inputs: _Inputs, result: UpgradeResult, progress: JobProgress
 ) -> None:
     progress.enter(JobPhase.GATING)
+    chosen = result.chosen.package
+    check_outputs(chosen.model, chosen.manifest.input, chosen.manifest.num_classes)
     gate = evaluate_gate(
         inputs.policy, result.report, GateContext(reference=result.reference_report)
     )

@@ -43,7 +43,8 @@ class ApiKey(Base):
 
 
 class AuditEntry(Base):
-    """One recorded action (promotion, forced promotion, rollback, key creation, ...)."""
+    """One recorded state change (promotion, forced promotion, rollback, a key created or
+    revoked, a job submitted, ended or recovered, ...): who, when, on what."""
 
     __tablename__ = "audit_log"
 
@@ -51,12 +52,15 @@ class AuditEntry(Base):
     at: Mapped[datetime] = mapped_column(
         default=utc_now, server_default=sa.text("CURRENT_TIMESTAMP"), index=True
     )
-    actor: Mapped[str] = mapped_column(sa.String(100))  # an API key's name, or "system"
-    action: Mapped[str] = mapped_column(sa.String(64))
+    actor: Mapped[str] = mapped_column(sa.String(100))  # a key's name, a worker, `cli:<user>`
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
     deployment_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("deployments.id", ondelete="SET NULL"), index=True
     )
     release_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("releases.id", ondelete="SET NULL")
+    )
+    job_id: Mapped[str | None] = mapped_column(
+        sa.String(32), sa.ForeignKey("upgrade_jobs.id", ondelete="SET NULL"), index=True
     )
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

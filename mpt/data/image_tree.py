@@ -9,7 +9,8 @@ folder and file with its path inside the tree, in any order, then call `dataset(
 - a split folder holds only class folders, a class folder only image files;
 - classes are the train class folders, sorted; a train class folder without files and a
   test/val class that is not a train class are errors;
-- every image decodes with `decode_image` within `max_pixels`;
+- every image decodes with `decode_image` within `max_pixels`, and all of them together
+  within `max_bytes`;
 - channels: RGB if any image is colour (grey images are copied into R, G and B), else grey;
 - size: with `size=(h, w)` every image is resized; without, every image must have the size
   most images have (a tie goes to the first path in sorted order);
@@ -39,7 +40,8 @@ _REQUIRED = ("train", "test")
 @dataclass(frozen=True)
 class TreeOptions:
     size: tuple[int, int] | None = None  # resize every image to (height, width)
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image, checked before it is decoded
+    max_bytes: int | None = None  # of all decoded images together
 
 
 class ImageTreeError(DatasetError):
@@ -92,6 +94,7 @@ class ImageTreeReader:
         self._files: set[tuple[str, str]] = set()  # (split, class) holding at least one file
         self._images: list[_Image] = []
         self._errors: list[dict[str, str]] = []
+        self._bytes = 0
 
     def add_folder(self, path: Sequence[str], name: str) -> bool:
         """Record the folder at `path` (its parts); whether what is inside belongs to the tree."""
@@ -120,6 +123,14 @@ class ImageTreeReader:
         except ImageError as exc:
             self._errors.append({"member": name, "problem": str(exc)})
             return
+        self._bytes += pixels.numel()
+        limit = self.options.max_bytes
+        if limit is not None and self._bytes > limit:
+            raise ImageTreeError(
+                f"{name}: the images decoded so far take {self._bytes} bytes, over the "
+                f"limit of {limit} bytes for one dataset",
+                [{"member": name, "problem": "over the decoded size limit"}],
+            )
         self._images.append(_Image(parts, name, pixels))
 
     def dataset(self, name: str, meta: dict[str, object] | None = None) -> ImageDataset:

@@ -6,10 +6,12 @@ and `classes`; images uint8 (N, H, W, C) or (N, H, W), labels integer indices in
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -23,11 +25,52 @@ __all__ = ["load_npz", "save_npz"]
 _SPLITS = ("train", "test", "val")
 
 
-def _read_arrays(path: Path) -> dict[str, NDArray[np.generic]]:
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _declared_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> int:
+    """The bytes the array in member `info` says it holds, checked against what the member
+    holds, before anything is allocated; object arrays (pickles) are refused."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        reader = _HEADER_READERS.get(version)
+        if reader is None:
+            raise DatasetError(f"{path}: {info.filename!r} has .npy format {version}; refused")
+        shape, _, dtype = reader(member)
+    if dtype.hasobject:
+        raise DatasetError(
+            f"{path}: {info.filename!r} holds Python objects; arrays of objects (pickles) "
+            "are refused"
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size:
+        raise DatasetError(
+            f"{path}: {info.filename!r} declares shape {shape} ({declared} bytes) but the "
+            f"member holds only {info.file_size} bytes"
+        )
+    return declared
+
+
+def _check_sizes(file: BinaryIO, path: Path, max_bytes: int | None) -> None:
+    with zipfile.ZipFile(file) as archive:
+        total = sum(_declared_bytes(archive, info, path) for info in archive.infolist())
+    if max_bytes is not None and total > max_bytes:
+        raise DatasetError(
+            f"{path}: the arrays take {total} bytes once loaded, over the limit of {max_bytes}"
+        )
+
+
+def _read_arrays(path: Path, max_bytes: int | None) -> dict[str, NDArray[np.generic]]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     try:
         with path.open("rb") as file:
+            if zipfile.is_zipfile(file):
+                _check_sizes(file, path, max_bytes)
+            file.seek(0)
             archive = np.load(file, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise DatasetError(f"{path}: not an .npz archive (holds a single array)")
@@ -94,14 +137,18 @@ def _split(path: Path, arrays: dict[str, NDArray[np.generic]], split: str, n: in
     return Split(x, y)
 
 
-def load_npz(path: Path | str) -> ImageDataset:
+def load_npz(path: Path | str, max_bytes: int | None = None) -> ImageDataset:
     """Load an `.npz` dataset (see the module docstring); images become (N, C, H, W).
+
+    Every array's header is read first: object arrays, arrays declaring more bytes than
+    their member holds and, with `max_bytes`, arrays that would take more than that many
+    bytes in all are refused before anything is allocated.
 
     Raises `DatasetError` naming the file and key for missing keys, wrong dtypes or
     shapes, mismatched lengths, empty splits and labels outside `classes`.
     """
     path = Path(path)
-    arrays = _read_arrays(path)
+    arrays = _read_arrays(path, max_bytes)
     required = ["classes", "x_train", "y_train", "x_test", "y_test"]
     if "x_val" in arrays or "y_val" in arrays:
         required += ["x_val", "y_val"]

@@ -94,6 +94,8 @@ def _zip_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> by
 
 def _zip_members(path: Path, budget: _Budget) -> Iterator[Member]:
     with zipfile.ZipFile(path) as archive:
+        if len(archive.infolist()) > budget.limits.max_members:  # known before reading any
+            raise ArchiveError(f"the archive has more than {budget.limits.max_members} members")
         for info in archive.infolist():
             parts = _tree_path(info.filename)
             if stat.S_ISLNK(info.external_attr >> 16):

@@ -26,9 +26,10 @@ class DatasetUploadError(Unprocessable):
 
 @dataclass(frozen=True)
 class IngestOptions:
-    max_pixels: int
+    max_pixels: int  # per image
     size: tuple[int, int] | None = None  # resize every image to (h, w)
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    max_bytes: int | None = None  # per dataset, decoded
 
 
 def _is_npz(path: Path) -> bool:
@@ -42,17 +43,25 @@ def read_dataset(path: Path, name: str, options: IngestOptions) -> tuple[ImageDa
     """The dataset in the uploaded file at `path` and its format (`npz`, `zip`, `tar.gz`)."""
     try:
         if _is_npz(path):
-            return load_npz(path), "npz"
+            return load_npz(path, options.max_bytes), "npz"
         kind = archive_kind(path)
         return _from_archive(path, name, options), "zip" if kind == "zip" else "tar.gz"
     except ImageTreeError as exc:
-        raise DatasetUploadError(str(exc), errors=exc.errors[:MAX_LISTED]) from exc
+        raise DatasetUploadError(_named(exc, path, name), errors=exc.errors[:MAX_LISTED]) from exc
     except (ArchiveError, DatasetError) as exc:
-        raise DatasetUploadError(str(exc)) from exc
+        raise DatasetUploadError(_named(exc, path, name)) from exc
+
+
+def _named(exc: Exception, path: Path, name: str) -> str:
+    """The error's message with the staged file's path replaced by the upload's name."""
+    return str(exc).replace(str(path), name)
 
 
 def _from_archive(path: Path, name: str, options: IngestOptions) -> ImageDataset:
-    reader = ImageTreeReader(TreeOptions(size=options.size, max_pixels=options.max_pixels))
+    tree = TreeOptions(
+        size=options.size, max_pixels=options.max_pixels, max_bytes=options.max_bytes
+    )
+    reader = ImageTreeReader(tree)
     for member in iter_members(path, options.limits):
         if member.is_folder:
             reader.add_folder(member.path, member.name)

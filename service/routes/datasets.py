@@ -13,8 +13,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
-from core import releases
+from core import audit, releases
 from core.models import DatasetRecord
+from core.settings import Settings
 from core.storage import StagedUpload
 from mpt.data import ImageDataset, save_npz
 from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
@@ -28,7 +29,7 @@ from service.uploads import form_text, multipart_doc, read_form, stage_upload
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-def _parse_size(resize: str | None) -> tuple[int, int] | None:
+def _parse_size(resize: str | None, max_pixels: int) -> tuple[int, int] | None:
     if not resize:
         return None
     match = re.fullmatch(r"(\d{1,4})x(\d{1,4})", resize)
@@ -37,7 +38,13 @@ def _parse_size(resize: str | None) -> tuple[int, int] | None:
             f"resize must look like 32x32 (height x width), got {resize!r}",
             errors=[{"loc": ["body", "resize"], "msg": "expected HxW"}],
         )
-    return int(match[1]), int(match[2])
+    height, width = int(match[1]), int(match[2])
+    if height * width > max_pixels:
+        raise Unprocessable(
+            f"resize {resize} is {height * width} pixels per image, over the limit of {max_pixels}",
+            errors=[{"loc": ["body", "resize"], "msg": "too many pixels"}],
+        )
+    return height, width
 
 
 def _check_covers(session: Session, dataset: ImageDataset, deployment: str) -> None:
@@ -65,6 +72,20 @@ _UPLOAD_DOC = multipart_doc(
     },
     "admin",
 )
+
+
+def _options(settings: Settings, resize: str | None) -> IngestOptions:
+    limits = ArchiveLimits(
+        max_members=settings.max_archive_members,
+        max_member_bytes=min(settings.max_dataset_bytes, ArchiveLimits.max_member_bytes),
+        max_total_bytes=settings.max_dataset_bytes,
+    )
+    return IngestOptions(
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_dataset_bytes,
+        size=_parse_size(resize, settings.max_image_pixels),
+        limits=limits,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,7 @@ def _record(state: AppState, session: Session, upload: _Upload, actor: str) -> D
             size_bytes=staged.size,
         )
     session.add(record)
-    releases.audit(session, actor, "upload_dataset", detail={"dataset": record.name})
+    audit.record(session, actor, "upload_dataset", detail={"dataset": record.name})
     session.commit()
     return DatasetRead.model_validate(record)
 
@@ -116,11 +137,7 @@ async def upload_dataset(
     limit = state.settings.max_upload_bytes
     form = await read_form(request, limit)
     try:
-        options = IngestOptions(
-            max_pixels=state.settings.max_image_pixels,
-            size=_parse_size(form_text(form, "resize")),
-            limits=ArchiveLimits(max_total_bytes=4 * limit),
-        )
+        options = _options(state.settings, form_text(form, "resize"))
         deployment = form_text(form, "deployment")
         file = form.get("file")
         title = form_text(form, "name") or getattr(file, "filename", None) or "dataset"

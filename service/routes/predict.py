@@ -22,8 +22,16 @@ from torch import Tensor
 from core import releases
 from mpt.io import InputSpec
 from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
-from service.errors import Conflict, ServiceUnavailable, Unprocessable, UnsupportedMediaType
-from service.schemas import PredictRequest, PredictResponse
+from service.errors import (
+    MAX_LISTED,
+    TOO_DEEP,
+    Conflict,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from service.schemas import INT64_MAX, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
 from service.serving.holder import NotLoaded, ServedModel
 from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
@@ -50,14 +58,14 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
+async def _read_images(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes]]:
     """The files of the multipart field `files`, the whole body read within `limit` first."""
     body = await read_body(request, limit)
 
     async def replay() -> AsyncGenerator[bytes, None]:
         yield body
 
-    form = await parse_multipart(request.headers, replay(), max_files=1024)
+    form = await parse_multipart(request.headers, replay(), max_files=max_files)
     try:
         uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         return [
@@ -70,17 +78,27 @@ async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
 InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
 
 
-def _json_inputs(body: bytes, spec: InputSpec) -> tuple[Tensor, int]:
+def _json_inputs(body: bytes, max_inputs: int, spec: InputSpec) -> tuple[Tensor, int]:
     try:
         parsed = PredictRequest.model_validate(json.loads(body))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Unprocessable(TOO_DEEP) from exc
     except ValidationError as exc:
         raise Unprocessable(
             'the body must be {"inputs": [...], "top_k": k}',
-            errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+            errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:MAX_LISTED]],
         ) from exc
+    _check_count(len(parsed.inputs), max_inputs)
     return json_to_inputs(parsed.inputs, spec), parsed.top_k
+
+
+def _check_count(count: int, max_inputs: int) -> None:
+    if count > max_inputs:
+        raise PayloadTooLarge(
+            f"the request holds {count} inputs, over the limit of {max_inputs} per request"
+        )
 
 
 def _image_inputs(
@@ -89,16 +107,21 @@ def _image_inputs(
     return images_to_inputs(files, spec, max_pixels), 5
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def _read_inputs(request: Request, state: AppState) -> InputsOf:
     """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, to
     run off the event loop."""
-    kind = request.headers.get("content-type", "")
-    limit = state.settings.max_predict_bytes
-    if kind.startswith("application/json"):
-        return partial(_json_inputs, await read_body(request, limit))
-    if kind.startswith("multipart/form-data"):
-        files = await _read_images(request, limit)
-        return partial(_image_inputs, files, state.settings.max_image_pixels)
+    kind = _media_type(request)
+    settings = state.settings
+    limit = settings.max_predict_bytes
+    if kind == "application/json":
+        return partial(_json_inputs, await read_body(request, limit), settings.max_predict_inputs)
+    if kind == "multipart/form-data":
+        files = await _read_images(request, limit, settings.max_predict_inputs)
+        return partial(_image_inputs, files, settings.max_image_pixels)
     raise UnsupportedMediaType(
         f"send application/json or multipart/form-data images in 'files', not {kind or 'nothing'}"
     )
@@ -160,6 +183,7 @@ LabelSpace = Annotated[
     int | None,
     Query(
         ge=1,
+        le=INT64_MAX,
         description="answer in this older release's label space (argmax over its classes only)",
     ),
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query
 
-from core import releases
+from core import audit
 from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
 from core.tasks import enqueue_upgrade
 from mpt import methods, models
@@ -148,13 +148,13 @@ def submit_upgrade(
     )
     session.add(job)
     session.flush()
-    releases.audit(
+    audit.record(
         session,
         key.name,
         "submit_upgrade",
         deployment=deployment,
         release=active,
-        detail={"job": job.id},
+        job_id=job.id,
     )
     session.commit()
     _enqueue(state, session, job)
@@ -218,6 +218,6 @@ def cancel_upgrade(session: SessionDep, key: AdminKey, job: JobDep) -> UpgradeRe
     job.cancel_requested = True
     if job.status == JobStatus.QUEUED:
         job.status, job.finished_at = JobStatus.CANCELLED, utc_now()
-    releases.audit(session, key.name, "cancel_upgrade", detail={"job": job_id})
+    audit.record(session, key.name, "cancel_upgrade", job_id=job_id)
     session.commit()
     return _read(session, job)

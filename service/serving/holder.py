@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from mpt.io import InputSpec
+from mpt.errors import PackageError
+from mpt.io import InputSpec, check_outputs
 
 __all__ = ["ModelHolder", "NotLoaded", "ServedModel"]
 
@@ -35,14 +36,12 @@ class ServedModel:
         return logits.float().cpu()
 
     def warm_up(self) -> None:
-        """One forward pass on a dummy input, so the first request pays no set-up cost."""
-        dummy = torch.zeros(1, self.spec.channels, self.spec.height, self.spec.width)
-        out = self.logits(dummy)
-        if out.shape != (1, len(self.labels)):
-            raise ValueError(
-                f"release {self.version}: model gives {tuple(out.shape)} logits for one input, "
-                f"expected (1, {len(self.labels)})"
-            )
+        """One forward pass on a dummy input, so the first request pays no set-up cost; a
+        model whose logits have the wrong shape or are not finite is refused."""
+        try:
+            check_outputs(self.model, self.spec, len(self.labels), self.device)
+        except PackageError as exc:
+            raise ValueError(f"release {self.version}: {exc}") from exc
 
 
 class ModelHolder:

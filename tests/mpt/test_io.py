@@ -410,11 +410,14 @@ def test_manifest_ignores_unknown_keys_and_defaults_optional_ones() -> None:
         ({"input__mean": [0.5, None, 1]}, "manifest field 'input.mean' must hold finite"),
         ({"input__mean": [0.5, float("nan"), 1]}, "'input.mean' must hold finite numbers"),
         ({"input__std": [1, 0, 1]}, "manifest field 'input.std' must hold positive numbers"),
-        ({"input__height": 0}, "manifest field 'input.height' must be an integer >= 1, got 0"),
-        ({"input__width": 3.5}, "manifest field 'input.width' must be an integer >= 1"),
+        ({"input__height": 0}, "field 'input.height' must be an integer from 1 to 4096, got 0"),
+        ({"input__width": 3.5}, "manifest field 'input.width' must be an integer from 1 to"),
+        ({"input__width": 10**12}, "field 'input.width' must be an integer from 1 to 4096, got 1"),
+        ({"input__channels": 10**6}, "field 'input.channels' must be an integer from 1 to 16"),
         ({"arch": "vgg99"}, "field 'arch' names an unknown architecture 'vgg99' .*small_cnn"),
         ({"arch": 5}, "field 'arch' names an unknown architecture 5"),
-        ({"num_classes": "3"}, "manifest field 'num_classes' must be an integer >= 1, got '3'"),
+        ({"num_classes": "3"}, "field 'num_classes' must be an integer from 1 to 100000, got '3'"),
+        ({"num_classes": 10**9}, "field 'num_classes' must be an integer from 1 to 100000"),
         ({"num_classes": True}, "manifest field 'num_classes' must be an integer"),
         ({"labels": ["a", "a", "b"]}, r"manifest field 'labels' must be unique, repeated: \['a'\]"),
         ({"labels": ["a", "b"]}, "manifest field 'labels' has 2 labels but num_classes is 3"),
@@ -488,3 +491,52 @@ def test_preprocess_handles_grayscale_and_empty_batches() -> None:
 def test_preprocess_checks_the_spec(images: torch.Tensor, message: str) -> None:
     with pytest.raises(ShapeError, match=message):
         preprocess(images, SPEC)
+
+
+def test_load_package_refuses_weights_larger_than_their_architecture(tmp_path: Path) -> None:
+    padded = safetensors.torch.save(
+        {**_model().state_dict(), "padding": torch.zeros(4 * 1024**2)}  # 16 MB beyond the model
+    )
+    path = _write_zip(tmp_path / "p.zip", _members(**{"model.safetensors": padded}))
+    with pytest.raises(PackageError, match=r"'model.safetensors' is .* bytes, over the limit"):
+        load_package(path)
+
+
+def test_load_package_refuses_a_link_member(tmp_path: Path) -> None:
+    path = tmp_path / "p.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in _members().items():
+            info = zipfile.ZipInfo(name)
+            if name == "manifest.json":
+                info.external_attr = 0o120777 << 16
+            archive.writestr(info, data)
+    with pytest.raises(PackageError, match=r"'manifest.json' is a link"):
+        load_package(path)
+
+
+def test_load_package_names_the_code_a_pickle_asks_for_without_loading_advice(
+    tmp_path: Path,
+) -> None:
+    buffer = io.BytesIO()
+    torch.save({"w": _Payload(tmp_path / "ran")}, buffer)
+    members = _members(**{"model.pt": buffer.getvalue()})
+    del members["model.safetensors"]
+    with pytest.raises(PackageError, match="the pickle asks for code") as caught:
+        load_package(_write_zip(tmp_path / "p.zip", members))
+    assert "weights_only" not in str(caught.value) and "\x1b[" not in str(caught.value)
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("fill", [float("nan"), float("inf")])
+def test_check_outputs_refuses_non_finite_logits(fill: float) -> None:
+    model = _model()
+    with torch.no_grad():
+        next(model.parameters()).fill_(fill)
+    with pytest.raises(PackageError, match="NaN or infinite logits"):
+        mpt_io.check_outputs(model, SPEC, 3)
+    mpt_io.check_outputs(_model(), SPEC, 3)  # a sound model passes
+
+
+def test_check_outputs_refuses_the_wrong_number_of_logits() -> None:
+    with pytest.raises(PackageError, match=r"gives \(1, 3\) logits .* expected \(1, 5\)"):
+        mpt_io.check_outputs(_model(), SPEC, 5)

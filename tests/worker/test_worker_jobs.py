@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import db
-from core.jobs import recover_stale_jobs
+from core.jobs import JANITOR, recover_stale_jobs
 from core.lease import JobCancelled, Lease, LeaseLost
 from core.models import (
+    AuditEntry,
     DatasetRecord,
     Deployment,
     JobPhase,
@@ -289,6 +290,9 @@ def test_lease_finish_ends_the_job_in_the_callers_transaction(jobs: Jobs) -> Non
     job = jobs.get(lease.job_id)
     assert job.status == JobStatus.FAILED and job.error == "boom"
     assert job.finished_at is not None
+    [entry] = _audit(jobs, "finish_job")
+    assert (entry.actor, entry.job_id) == ("worker-a", lease.job_id)
+    assert entry.detail == {"status": "failed", "error": "boom"}
 
 
 def test_lease_finish_refuses_a_job_another_worker_holds(jobs: Jobs) -> None:
@@ -313,6 +317,11 @@ def _recover(jobs: Jobs, max_retries: int = 3) -> list[str]:
     return requeued
 
 
+def _audit(jobs: Jobs, action: str) -> list[AuditEntry]:
+    with jobs.sessions() as session:
+        return list(session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action)))
+
+
 def test_recover_stale_jobs_requeues_a_silent_job(jobs: Jobs) -> None:
     job_id = jobs.add(
         status=JobStatus.RUNNING, worker_id="dead", attempts=1, heartbeat_at=_ago(2 * STALE_SECONDS)
@@ -324,6 +333,9 @@ def test_recover_stale_jobs_requeues_a_silent_job(jobs: Jobs) -> None:
     assert requeued == [job_id]
     assert job.status == JobStatus.QUEUED and job.worker_id is None
     assert job.error is None and job.finished_at is None
+    [entry] = _audit(jobs, "requeue_stale_job")
+    assert (entry.actor, entry.job_id) == (JANITOR, job_id)
+    assert entry.detail == {"attempts": 1, "worker": "dead"}
 
 
 def test_recover_stale_jobs_leaves_live_and_queued_jobs_alone(jobs: Jobs) -> None:

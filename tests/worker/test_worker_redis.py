@@ -70,6 +70,12 @@ async def test_worker_redis_upgrade_succeeds_and_promotes(
     assert job["gate"]["passed"] is True and job["gate"]["promoted"] is True
     _check_rules(job["gate"]["rules"], {"max_nfr": True})
     assert await api.active_version() == 2
+    history = (await api.client.get("/v1/audit", params={"job_id": job_id})).json()["data"]
+    assert [e["action"] for e in reversed(history)] == [
+        "submit_upgrade", "register_release", "promote", "finish_job"
+    ]  # fmt: skip
+    assert history[0]["detail"] == {"status": "succeeded", "error": None}
+    assert history[1]["release_version"] == 2 and history[1]["deployment"] == "default"
 
 
 async def test_worker_redis_report_lists_both_flip_reports_and_the_gate(

@@ -171,3 +171,11 @@ def test_image_tree_reads_an_optional_validation_split() -> None:
     dataset = _read(_tree(val__b__0=_png(7)))
     assert dataset.splits["val"].y.tolist() == [1]
     assert np.array_equal(dataset.splits["val"].x[0, 0].numpy(), np.full((4, 4), 7))
+
+
+def test_image_tree_refuses_decoded_images_over_max_bytes() -> None:
+    tree = _tree()  # six 4x4 grey images: 96 bytes decoded
+    reader = ImageTreeReader(TreeOptions(max_pixels=10_000, max_bytes=95))
+    with pytest.raises(ImageTreeError, match="take 96 bytes, over the limit of 95 bytes"):
+        for path in sorted(tree):
+            reader.add_file(path.split("/"), path, lambda data=tree[path]: data)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,7 @@ def test_load_npz_rejects_empty_classes(tmp_path: Path) -> None:
 
 def test_load_npz_refuses_pickled_object_arrays(tmp_path: Path) -> None:
     path = _write(tmp_path, classes=np.array(["ant", "bee", 3], dtype=object))
-    with pytest.raises(DatasetError, match="without pickles"):
+    with pytest.raises(DatasetError, match=r"arrays of objects \(pickles\) are refused"):
         load_npz(path)
 
 
@@ -159,3 +161,23 @@ def test_save_npz_cleans_up_after_failed_write(
     with pytest.raises(OSError, match="disk full"):
         save_npz(tiny(), tmp_path / "tiny.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_npz_refuses_arrays_over_max_bytes_before_loading(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    size = sum(a.nbytes for a in _arrays().values())
+    assert load_npz(path, max_bytes=size).classes == ["ant", "bee", "cat"]
+    with pytest.raises(DatasetError, match=f"take {size} bytes once loaded, over the limit"):
+        load_npz(path, max_bytes=size - 1)
+
+
+def test_load_npz_refuses_a_header_declaring_more_than_the_member_holds(tmp_path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 100, 100, 3)}
+    )
+    path = tmp_path / "lies.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", header.getvalue() + bytes(8))
+    with pytest.raises(DatasetError, match=r"'x_train.npy' declares shape \(1000000, 100"):
+        load_npz(path)
