@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpt.data import ImageDataset
+from mpt.gate import GateContext
 from mpt.io import ModelPackage
 from mpt.metrics import FlipReport
 from mpt.selection import Selection, old_class_nfr
@@ -65,6 +66,17 @@ class UpgradeResult:
     margin: float | None = None  # old model's median margin, when biases are relative
     reference_train: TrainResult | None = None  # None when the reference was given
     ensemble: list[ModelPackage] = field(default_factory=list)  # ELODI's teachers, if any
+    # The chosen candidate's gate evidence on test: the plain retrain's report, the golden
+    # set's report and the reports against each baseline.
+    evidence: GateContext = field(default_factory=GateContext)
+
+    @property
+    def golden_report(self) -> FlipReport | None:
+        return self.evidence.golden
+
+    @property
+    def cumulative_reports(self) -> tuple[FlipReport, ...]:
+        return self.evidence.cumulative
 
     @property
     def chosen(self) -> Candidate:

@@ -33,9 +33,13 @@ BIND_ON = ("point", "upper")
 
 @dataclass(frozen=True)
 class GateContext:
-    """What a rule may compare the candidate with: the plain retrain on the same split."""
+    """What a rule may compare the candidate with besides its own report: the plain retrain
+    on the same split, its report on the must-not-flip (golden) set, and its reports against
+    earlier releases of the lineage (the baselines)."""
 
     reference: FlipReport | None = None
+    golden: FlipReport | None = None
+    cumulative: tuple[FlipReport, ...] = ()
 
 
 Measure = Callable[[FlipReport, bool, GateContext], float | None]
@@ -140,6 +144,17 @@ def _extra_error(report: FlipReport, _upper: bool, context: GateContext) -> floa
     return None if mine is None or theirs is None else mine - theirs
 
 
+def _golden_flips(_report: FlipReport, _upper: bool, context: GateContext) -> float | None:
+    return None if context.golden is None else float(context.golden.nfr.all.count)
+
+
+def _cumulative_nfr(report: FlipReport, upper: bool, context: GateContext) -> float | None:
+    # Without baselines the lineage is this one step: the report itself.
+    measured = [_bound(r.nfr.old, upper) for r in context.cumulative or (report,)]
+    known = [v for v in measured if v is not None]
+    return max(known) if known else None
+
+
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
@@ -176,6 +191,20 @@ RULES: dict[str, Rule] = {
             "candidate's error minus the plain retrain's, on all samples (0.01 = 1 point); "
             "also the budget candidate selection allows over the most accurate model trained",
             _extra_error,
+        ),
+        Rule(
+            "max_golden_flips",
+            "at_most",
+            "images of the must-not-flip (golden) set the active release gets right and the "
+            "candidate gets wrong",
+            _golden_flips,
+            high=None,
+        ),
+        Rule(
+            "max_cumulative_nfr",
+            "at_most",
+            "the highest NFR against any baseline release, on the classes that baseline knew",
+            _cumulative_nfr,
         ),
     )
 }

@@ -64,11 +64,13 @@ def select_candidate(
     candidates: Sequence[Scored],
     reference: FlipReport,
     policy: Mapping[str, Any] | None = None,
+    contexts: Sequence[GateContext] | None = None,
 ) -> Selection:
     """Apply the selection rule to `candidates` scored on the validation split.
 
     `reference` is the plain retrain's report on the same split; `policy` a gate policy
-    whose `error_budget` (default `DEFAULT_ERROR_BUDGET`) bounds the extra error.
+    whose `error_budget` (default `DEFAULT_ERROR_BUDGET`) bounds the extra error; `contexts`,
+    one per candidate, what else its gate rules compare (golden set, baselines).
     """
     if not candidates:
         raise MPTError("no candidates to select from")
@@ -77,10 +79,10 @@ def select_candidate(
     errors = [_error(c.val_report) for c in candidates]
     nfrs = [old_class_nfr(c.val_report) for c in candidates]
     best = min([_error(reference), *errors])
-    context = GateContext(reference=reference)
+    contexts = contexts or [GateContext(reference=reference)] * len(candidates)
     within = [i for i, e in enumerate(errors) if e <= best + budget + 1e-12]
     qualified = tuple(
-        i for i in within if evaluate_gate(policy, candidates[i].val_report, context).passed
+        i for i in within if evaluate_gate(policy, candidates[i].val_report, contexts[i]).passed
     )
     if qualified:
         index = min(qualified, key=lambda i: (nfrs[i], errors[i]))

@@ -6,7 +6,7 @@ The worker and the benchmark use the same functions, so a job and a CLI run trai
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,8 @@ from mpt.biases import BiasSweep, median_margin, takes_bias
 from mpt.candidates import Candidate, UpgradeResult
 from mpt.data import ImageDataset, Split, align_classes, with_validation
 from mpt.errors import DatasetError, MPTError
-from mpt.evaluate import predict_logits
 from mpt.io import InputSpec, Manifest, ModelPackage
-from mpt.metrics import FlipReport, flip_report
+from mpt.lineage import Judge, golden_split
 from mpt.selection import select_candidate
 from mpt.train import Hooks, Teacher, TrainConfig, TrainResult, fit
 
@@ -101,29 +100,6 @@ def prepare_dataset(
     return with_validation(aligned, fraction=val_fraction, seed=seed)
 
 
-@dataclass
-class _Judge:
-    """Flip reports against the old model, with its logits computed once per split."""
-
-    old: ModelPackage
-    dataset: ImageDataset
-
-    def __post_init__(self) -> None:
-        self._old_logits: dict[str, torch.Tensor] = {}
-
-    def report(self, package: ModelPackage, split: str) -> FlipReport:
-        data = self.dataset.splits[split]
-        if split not in self._old_logits:
-            self._old_logits[split] = predict_logits(
-                self.old.model, data.x, self.old.manifest.input
-            )
-        new_logits = predict_logits(package.model, data.x, package.manifest.input)
-        num_old = len(self.old.manifest.labels)
-        return flip_report(
-            self._old_logits[split], new_logits, data.y, num_old, self.dataset.classes
-        )
-
-
 def old_margin(old: ModelPackage, data: ImageDataset) -> float:
     """The old model's median top-1 margin over the old-class training images."""
     train = data.splits["train"]
@@ -161,6 +137,8 @@ def upgrade(
     on_phase: Callable[[str], None] | None = None,
     checkpoint_dir: Path | None = None,
     val_fraction: float = 0.1,
+    baselines: Sequence[ModelPackage] = (),
+    golden: ImageDataset | None = None,
 ) -> UpgradeResult:
     """Upgrade `old` to the classes of `dataset` with `method`, one candidate per bias.
 
@@ -171,6 +149,8 @@ def upgrade(
     gives the hooks of each training run ("reference", "ensemble:<i>", "candidate:<bias>");
     `on_phase` hears "selecting" and "evaluating" when those steps begin. With
     `checkpoint_dir` every run checkpoints each epoch to `<stage>.pt` there and resumes.
+    `baselines` (earlier releases of the lineage) and a `golden` set add the evidence of the
+    gate's `max_cumulative_nfr` and `max_golden_flips` rules, in selection and in the result.
     """
     config = config or TrainConfig()
     sweep = _sweep_for(method, sweep)
@@ -192,8 +172,10 @@ def upgrade(
     members = _ensemble(meth, reference, ensemble, data, arch, staged, hooks)
     teacher = Teacher([m.model for m in members], reference.manifest.input)
     margin = old_margin(old, data) if sweep is not None and sweep.relative else None
-    judge = _Judge(old, data)
-    candidates = []
+    golden_data = None if golden is None else golden_split(golden, data.classes)
+    judge = Judge(old, data, baselines, golden_data)
+    reference_val = judge.report(reference, "val")
+    candidates, contexts = [], []
     for bias, relative, candidate_method in _candidate_methods(
         method, sweep, margin, overrides or {}
     ):
@@ -202,16 +184,18 @@ def upgrade(
             num_old=num_old, spec=spec, old=old, reference=teacher,
             hooks=hooks(f"candidate:{bias}"), info={"role": "candidate"},
         )  # fmt: skip
-        candidates.append(Candidate(bias, relative, package, result, judge.report(package, "val")))
+        val_report, context = judge.assess(package, "val", reference_val)
+        candidates.append(Candidate(bias, relative, package, result, val_report))
+        contexts.append(context)
     phase("selecting")
-    reference_val = judge.report(reference, "val")
-    selection = select_candidate(candidates, reference_val, gate)
+    selection = select_candidate(candidates, reference_val, gate, contexts)
     phase("evaluating")
     chosen = candidates[selection.index].package
+    reference_test = judge.report(reference, "test")
+    report, evidence = judge.assess(chosen, "test", reference_test)
     return UpgradeResult(
-        data, reference, candidates, selection, judge.report(chosen, "test"),
-        judge.report(reference, "test"), reference_val, margin, reference_train,
-        members if meth.reference == "ensemble" else [],
+        data, reference, candidates, selection, report, reference_test, reference_val, margin,
+        reference_train, members if meth.reference == "ensemble" else [], evidence,
     )  # fmt: skip
 
 

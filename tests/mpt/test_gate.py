@@ -227,7 +227,7 @@ def test_gate_validate_policy_drops_unset_rules() -> None:
 
 def test_gate_every_rule_measures_something(report: FlipReport) -> None:
     """Each registered rule yields a number on a report where every subset is populated."""
-    context = GateContext(reference=report)
+    context = GateContext(reference=report, golden=report, cumulative=(report,))
     for rule in RULES.values():
         assert isinstance(rule.measure(report, False, context), float), rule.name
 
@@ -241,3 +241,29 @@ def test_gate_error_budget_compares_point_estimates_even_when_binding_on_upper(
     )
 
     assert result.passed and result.rules[0].value == 0.0
+
+
+def test_gate_golden_flips_count_the_golden_sets_flips(report: FlipReport) -> None:
+    flips = report.nfr.all.count
+    context = GateContext(golden=report)
+    assert evaluate_gate({"max_golden_flips": flips}, report, context).passed
+    refused = evaluate_gate({"max_golden_flips": flips - 1}, report, context)
+    assert not refused.passed and refused.rules[0].value == flips
+
+
+def test_gate_golden_rule_fails_without_a_golden_set(report: FlipReport) -> None:
+    result = evaluate_gate({"max_golden_flips": 1000}, report, GateContext())
+    assert not result.passed and result.rules[0].value is None
+    assert result.failures() == ["max_golden_flips: not measurable on this split"]
+
+
+def test_gate_cumulative_nfr_is_the_worst_baseline(report: FlipReport) -> None:
+    worse = flip_report(
+        torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 1]), torch.tensor([0, 0, 1, 1]),
+        num_old=2, class_names=["a", "b", "c"],
+    )  # fmt: skip
+    context = GateContext(cumulative=(report, worse))
+    result = evaluate_gate({"max_cumulative_nfr": 0.5, "bind_on": "point"}, report, context)
+    assert result.rules[0].value == pytest.approx(0.75) and not result.passed
+    alone = evaluate_gate({"max_cumulative_nfr": 1.0}, report, GateContext())
+    assert alone.rules[0].value == pytest.approx(report.nfr.old.value)  # one step: itself
