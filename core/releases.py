@@ -107,6 +107,7 @@ def add_release(
         manifest=manifest,
         source=source,
         upgrade_job_id=upgrade_job_id,
+        baseline=deployment.release_counter == 1,  # later releases are measured against v1
     )
     session.add(release)
     session.flush()

@@ -26,6 +26,7 @@ from service.routes import (
     deployments,
     health,
     keys,
+    lineage,
     predict,
     releases,
     upgrades,
@@ -115,7 +116,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         upload_limit=settings.max_upload_bytes,
         other_limit=settings.max_predict_bytes,
     )
-    for module in (health, deployments, releases, datasets, predict, upgrades, keys, audit):
+    for module in (
+        health,
+        deployments,
+        releases,
+        lineage,
+        datasets,
+        predict,
+        upgrades,
+        keys,
+        audit,
+    ):
         app.include_router(module.router)
     app.include_router(deployments.overview_router)
     install_dashboard(app)

@@ -19,7 +19,9 @@ __all__ = [
     "FlippedOut",
     "GateOut",
     "GateRuleOut",
+    "GoldenEntry",
     "JobSummary",
+    "LineageEntry",
     "ProportionOut",
     "ReleaseReport",
     "ReleaseSummary",
@@ -156,6 +158,19 @@ class SelectionOut(BaseModel):
     reason: str
 
 
+class LineageEntry(BaseModel):
+    baseline_version: int
+    report: FlipReportOut = Field(
+        description="this release against the baseline; `nfr.old` is the cumulative NFR on "
+        "the classes the baseline knew"
+    )
+
+
+class GoldenEntry(BaseModel):
+    dataset_id: str | None = Field(description="the golden set's dataset (its test split)")
+    report: FlipReportOut = Field(description="`flipped` lists each golden image that flips")
+
+
 class ReleaseReport(BaseModel):
     """A release measured against the release it was trained to replace."""
 
@@ -168,6 +183,8 @@ class ReleaseReport(BaseModel):
     reports: dict[str, ReportEntry] = Field(
         description="`candidate`: this release; `no_treatment`: the plain retrain of the job"
     )
+    lineage: list[LineageEntry] = Field(description="against each baseline, oldest first")
+    golden: GoldenEntry | None
     gate: GateOut | None
     candidates: list[CandidateRow]
     selection: SelectionOut | None
@@ -187,6 +204,12 @@ class ReleaseSummary(BaseModel):
     error_old: ProportionOut | None
     error_new: ProportionOut | None
     plain_retrain_nfr: ProportionOut | None
+    cumulative_nfr: ProportionOut | None = Field(
+        description="the highest NFR against a baseline, on the classes that baseline knew"
+    )
+    cumulative_baseline: int | None = Field(description="the baseline of `cumulative_nfr`")
+    golden_flips: int | None = Field(description="golden images this release flipped")
+    baseline: bool
     gate_passed: bool | None
     forced: bool
 

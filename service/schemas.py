@@ -63,6 +63,7 @@ class ReleaseRead(BaseModel):
     source: str
     artifact_sha256: str
     upgrade_job_id: str | None
+    baseline: bool
     created_at: datetime
     activated_at: datetime | None
     retired_at: datetime | None
@@ -73,6 +74,20 @@ class DeploymentRead(BaseModel):
     gate: dict[str, Any]
     active_release: ReleaseRead | None
     created_at: datetime
+
+
+class GoldenSet(BaseModel):
+    """A deployment's must-not-flip set: the test images of a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=32)
+
+
+class GoldenRead(BaseModel):
+    dataset_id: str
+    classes: list[str]
+    images: int = Field(description="test images: the ones every candidate must keep right")
 
 
 class PromoteRequest(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +28,9 @@ from service.report_schemas import (
     FlipReportOut,
     GateOut,
     GateRuleOut,
+    GoldenEntry,
     JobSummary,
+    LineageEntry,
     ProportionOut,
     ReleaseReport,
     ReleaseSummary,
@@ -45,21 +49,31 @@ __all__ = [
 TIMELINE_JOBS = 20
 
 
-def _headline_figures(
-    session: Session, release_ids: list[int]
-) -> dict[tuple[int, str], dict[str, Any]]:
-    """Per (release, kind): NFR on old classes and the new model's error rates, read out of
-    the stored reports by the database, not by parsing every whole report here."""
+@dataclass
+class _Figures:
+    """What the timeline needs of one stored report, read out by the database."""
+
+    release_id: int
+    kind: str
+    baseline_id: int
+    nfr: dict[str, Any]  # {"old": proportion, "all": proportion}
+    errors: dict[str, Any]  # the new model's error rates
+
+
+def _headline_figures(session: Session, release_ids: list[int]) -> list[_Figures]:
+    """NFR and the new model's error rates of every report of these releases, read out of
+    the stored JSON by the database rather than by parsing every whole report here."""
     report = FlipReportRecord.report
     rows = session.execute(
         sa.select(
             FlipReportRecord.release_id,
             FlipReportRecord.kind,
-            report["nfr"]["old"],
+            FlipReportRecord.baseline_release_id,
+            report["nfr"],
             report["error_rates"]["new_model"],
         ).where(FlipReportRecord.release_id.in_(release_ids))
     ).all()
-    return {(rid, kind): {"nfr": nfr, "errors": errors} for rid, kind, nfr, errors in rows}
+    return [_Figures(*row) for row in rows]
 
 
 def gate_out(decision: GateDecision) -> GateOut:
@@ -109,9 +123,10 @@ def release_report(session: Session, release: Release) -> ReleaseReport | None:
     rows = session.scalars(
         sa.select(FlipReportRecord).where(FlipReportRecord.release_id == release.id)
     ).all()
-    if not rows:
+    main = [r for r in rows if r.kind in (FlipReportKind.CANDIDATE, FlipReportKind.NO_TREATMENT)]
+    if not main:
         return None
-    baseline = session.get(Release, rows[0].baseline_release_id)
+    baseline = session.get(Release, main[0].baseline_release_id)
     job = session.get(UpgradeJob, release.upgrade_job_id) if release.upgrade_job_id else None
     selection = (job.gate or {}).get("selection") if job else None
     return ReleaseReport(
@@ -123,12 +138,32 @@ def release_report(session: Session, release: Release) -> ReleaseReport | None:
         dataset_id=job.dataset_id if job else None,
         reports={
             row.kind: ReportEntry.model_validate({"split": row.split, "report": row.report})
-            for row in rows
+            for row in main
         },
+        lineage=_lineage(session, rows),
+        golden=_golden(rows, job),
         gate=_gate(session, release),
         candidates=[CandidateRow.model_validate(c) for c in (job.candidates if job else [])],
         selection=None if selection is None else SelectionOut.model_validate(selection),
     )
+
+
+def _lineage(session: Session, rows: Sequence[FlipReportRecord]) -> list[LineageEntry]:
+    entries = []
+    for row in rows:
+        if row.kind == FlipReportKind.CUMULATIVE:
+            version = session.get_one(Release, row.baseline_release_id).version
+            entries.append(LineageEntry.model_validate({"baseline_version": version,
+                                                        "report": row.report}))  # fmt: skip
+    return sorted(entries, key=lambda e: e.baseline_version)
+
+
+def _golden(rows: Sequence[FlipReportRecord], job: UpgradeJob | None) -> GoldenEntry | None:
+    row = next((r for r in rows if r.kind == FlipReportKind.GOLDEN), None)
+    if row is None:
+        return None
+    dataset = (job.gate or {}).get("golden_dataset_id") if job else None
+    return GoldenEntry.model_validate({"dataset_id": dataset, "report": row.report})
 
 
 def _proportion(data: dict[str, Any] | None) -> ProportionOut | None:
@@ -137,12 +172,17 @@ def _proportion(data: dict[str, Any] | None) -> ProportionOut | None:
 
 def _summary(
     release: Release,
-    figures: dict[tuple[int, str], dict[str, Any]],
+    versions: dict[int, int],
+    figures: list[_Figures],
     gates: dict[int, list[GateDecision]],
 ) -> ReleaseSummary:
-    mine = figures.get((release.id, FlipReportKind.CANDIDATE), {})
-    plain = figures.get((release.id, FlipReportKind.NO_TREATMENT), {})
-    errors = mine.get("errors") or {}
+    mine = {f.kind: f for f in figures if f.kind != FlipReportKind.CUMULATIVE}
+    chosen = mine.get(FlipReportKind.CANDIDATE)
+    plain = mine.get(FlipReportKind.NO_TREATMENT)
+    golden = mine.get(FlipReportKind.GOLDEN)
+    lineage = [f for f in figures if f.kind == FlipReportKind.CUMULATIVE]
+    worst = max(lineage, key=lambda f: f.nfr["old"]["value"] or 0.0, default=None)
+    errors = chosen.errors if chosen else {}
     decisions = gates.get(release.id, [])
     judged = [d for d in decisions if not d.forced]
     return ReleaseSummary(
@@ -152,11 +192,15 @@ def _summary(
         created_at=release.created_at,
         activated_at=release.activated_at,
         num_classes=release.num_classes,
-        nfr=_proportion(mine.get("nfr")),
+        nfr=_proportion(chosen.nfr["old"]) if chosen else None,
         error_all=_proportion(errors.get("all")),
         error_old=_proportion(errors.get("old")),
         error_new=_proportion(errors.get("new")),
-        plain_retrain_nfr=_proportion(plain.get("nfr")),
+        plain_retrain_nfr=_proportion(plain.nfr["old"]) if plain else None,
+        cumulative_nfr=_proportion(worst.nfr["old"]) if worst else None,
+        cumulative_baseline=versions.get(worst.baseline_id) if worst else None,
+        golden_flips=golden.nfr["all"]["count"] if golden else None,
+        baseline=release.baseline,
         gate_passed=judged[-1].passed if judged else None,
         forced=any(d.forced for d in decisions),
     )
@@ -167,7 +211,10 @@ def _release_summaries(session: Session, deployment: Deployment) -> list[Release
         sa.select(Release).where(Release.deployment_id == deployment.id).order_by(Release.version)
     ).all()
     ids = [r.id for r in rows]
-    figures = _headline_figures(session, ids)
+    versions = {r.id: r.version for r in rows}
+    by_release: dict[int, list[_Figures]] = {}
+    for figure in _headline_figures(session, ids):
+        by_release.setdefault(figure.release_id, []).append(figure)
     gates: dict[int, list[GateDecision]] = {}
     for decision in session.scalars(
         sa.select(GateDecision)
@@ -175,7 +222,7 @@ def _release_summaries(session: Session, deployment: Deployment) -> list[Release
         .order_by(GateDecision.decided_at, GateDecision.id)
     ):
         gates.setdefault(decision.release_id, []).append(decision)
-    return [_summary(r, figures, gates) for r in rows]
+    return [_summary(r, versions, by_release.get(r.id, []), gates) for r in rows]
 
 
 def job_summary(job: UpgradeJob, release_version: int | None) -> JobSummary:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import releases
+from core import lineage, releases
 from core.lease import JobCancelled, Lease, LeaseLost
 from core.models import (
     DatasetRecord,
@@ -34,8 +34,9 @@ from core.settings import Settings
 from core.storage import ArtifactStore
 from mpt.biases import BiasSweep
 from mpt.data import load_npz
-from mpt.gate import GateContext, GateResult, evaluate_gate
+from mpt.gate import GateResult, evaluate_gate
 from mpt.io import ModelPackage, check_outputs, load_package, save_package
+from mpt.metrics import FlipReport
 from mpt.train import TrainConfig
 from mpt.upgrade import UpgradeResult, planned_runs, upgrade
 from worker.heartbeat import Heartbeat
@@ -107,6 +108,8 @@ class _Inputs:
     base: Release
     dataset: DatasetRecord
     policy: dict[str, Any]
+    baselines: list[Release]  # of the same lineage: their labels start the base's labels
+    golden: DatasetRecord | None
 
 
 def _load_inputs(ctx: WorkerContext, job_id: str) -> _Inputs:
@@ -114,10 +117,23 @@ def _load_inputs(ctx: WorkerContext, job_id: str) -> _Inputs:
         job = session.get_one(UpgradeJob, job_id)
         base = session.get_one(Release, job.base_release_id)
         dataset = session.get_one(DatasetRecord, job.dataset_id)
-        deployment_policy = dict(base.deployment.gate_policy)
+        deployment = base.deployment
+        deployment_policy = dict(deployment.gate_policy)
+        marked = [r for r in lineage.baselines(session, deployment) if _ancestor(r, base)]
+        golden = (
+            session.get(DatasetRecord, deployment.golden_dataset_id)
+            if deployment.golden_dataset_id
+            else None
+        )
         session.expunge_all()
     policy = {**deployment_policy, **(job.request.get("gate") or {})}
-    return _Inputs(job, base, dataset, policy)
+    if golden is not None:
+        policy.setdefault("max_golden_flips", 0)  # a golden set exists: no golden image flips
+    return _Inputs(job, base, dataset, policy, marked, golden)
+
+
+def _ancestor(release: Release, base: Release) -> bool:
+    return release.version <= base.version and base.labels[: len(release.labels)] == release.labels
 
 
 def _reference_key(inputs: _Inputs, config: TrainConfig) -> str:
@@ -171,6 +187,10 @@ def _execute(ctx: WorkerContext, lease: Lease) -> None:
         on_phase=progress.on_phase,
         checkpoint_dir=ctx.checkpoints(job_id),
         val_fraction=VAL_FRACTION,
+        baselines=[load_package(ctx.store.path(r.artifact_sha256)) for r in inputs.baselines],
+        golden=None
+        if inputs.golden is None
+        else load_npz(ctx.store.path(inputs.golden.artifact_sha256)),
     )
     if reference is None:
         ctx.store.set_ref(reference_name, _store_package(ctx, job_id, result.reference))
@@ -194,9 +214,7 @@ def _record(
     progress.enter(JobPhase.GATING)
     chosen = result.chosen.package
     check_outputs(chosen.model, chosen.manifest.input, chosen.manifest.num_classes)
-    gate = evaluate_gate(
-        inputs.policy, result.report, GateContext(reference=result.reference_report)
-    )
+    gate = evaluate_gate(inputs.policy, result.report, result.evidence)
     sha256 = _store_package(ctx, lease.job_id, result.chosen.package)
     promote = gate.passed and bool(inputs.job.request.get("auto_promote"))
     lease.check()
@@ -217,6 +235,8 @@ def _record(
                 "promoted": promote,
                 "selection": result.selection.to_dict(),
                 "margin": result.margin,
+                "baselines": [r.version for r in inputs.baselines],
+                "golden_dataset_id": inputs.golden.id if inputs.golden else None,
             },
             candidates=result.candidate_rows(),
             progress={**progress.state, "fraction": 1.0},
@@ -245,16 +265,13 @@ def _register(
         upgrade_job_id=job_id,
         status=status,
     )
-    for kind, report in (
-        (FlipReportKind.CANDIDATE, result.report),
-        (FlipReportKind.NO_TREATMENT, result.reference_report),
-    ):
+    for kind, baseline, split, report in _reports(inputs, result):
         session.add(
             FlipReportRecord(
                 release_id=release.id,
-                baseline_release_id=inputs.base.id,
+                baseline_release_id=baseline.id,
                 kind=kind,
-                split="test",
+                split=split,
                 report=report.to_dict(),
             )
         )
@@ -269,3 +286,20 @@ def _register(
     )
     session.flush()
     return release
+
+
+def _reports(
+    inputs: _Inputs, result: UpgradeResult
+) -> list[tuple[FlipReportKind, Release, str, FlipReport]]:
+    """(kind, the release it is measured against, split, report) of everything stored."""
+    rows = [
+        (FlipReportKind.CANDIDATE, inputs.base, "test", result.report),
+        (FlipReportKind.NO_TREATMENT, inputs.base, "test", result.reference_report),
+    ]
+    rows += [
+        (FlipReportKind.CUMULATIVE, baseline, "test", report)
+        for baseline, report in zip(inputs.baselines, result.cumulative_reports, strict=True)
+    ]
+    if result.golden_report is not None:
+        rows.append((FlipReportKind.GOLDEN, inputs.base, "golden", result.golden_report))
+    return rows

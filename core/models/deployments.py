@@ -55,6 +55,10 @@ class Deployment(Base):
     # The last version number handed out, so versions are never reused (even if a release
     # row were deleted): the next release takes release_counter + 1.
     release_counter: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The must-not-flip set: a dataset whose test images every candidate is judged on.
+    golden_dataset_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(
         default=utc_now, server_default=sa.text("CURRENT_TIMESTAMP")
     )
@@ -109,6 +113,8 @@ class Release(Base):
     previous_release_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("releases.id", ondelete="SET NULL")
     )
+    # A baseline: every later candidate is also measured against it (cumulative NFR).
+    baseline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(
         default=utc_now, server_default=sa.text("CURRENT_TIMESTAMP")
     )

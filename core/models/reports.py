@@ -15,10 +15,13 @@ __all__ = ["FlipReportKind", "FlipReportRecord", "GateDecision"]
 
 
 class FlipReportKind(StrEnum):
-    """Whose flips a report measures: the chosen candidate, or the plain retrain beside it."""
+    """What a report measures: the chosen candidate or the plain retrain beside it against the
+    release they replace, the candidate against a baseline, or on the golden set."""
 
     CANDIDATE = "candidate"
     NO_TREATMENT = "no_treatment"
+    CUMULATIVE = "cumulative"  # the candidate against an earlier baseline release
+    GOLDEN = "golden"  # the candidate against the active release on the golden set
 
 
 class FlipReportRecord(Base):
