@@ -88,6 +88,7 @@ def populate(
             # flip rates cycle through 0.5x, 1x and 1.5x `flip_rate`
             release = _upgrade(session, deployment, package_sha, dataset_id, case)
             versions.append(release.version)
+        deployment.golden_dataset_id = dataset_id
         session.commit()
     return History(name, dataset_id, versions, num_old, num_classes)
 
@@ -149,10 +150,10 @@ def _upgrade(
         manifest=_manifest(case.labels), actor=ACTOR, source=ReleaseSource.UPGRADE,
         upgrade_job_id=job.id, status=status,
     )  # fmt: skip
-    for kind, report in ((FlipReportKind.CANDIDATE, chosen), (FlipReportKind.NO_TREATMENT, plain)):
+    for kind, against, split, report in _lineage_reports(deployment, base, case, chosen, plain):
         session.add(
             FlipReportRecord(
-                release_id=release.id, baseline_release_id=base.id, kind=kind, split="test",
+                release_id=release.id, baseline_release_id=against.id, kind=kind, split=split,
                 report=report.to_dict(),
             )
         )  # fmt: skip
@@ -164,11 +165,39 @@ def _upgrade(
     )  # fmt: skip
     error = chosen.new_model_error.all.value
     job.result_release_id = release.id
-    job.gate = {**gate.to_dict(), "promoted": gate.passed, "selection": _selection(error)}
+    job.gate = {
+        **gate.to_dict(), "promoted": gate.passed, "selection": _selection(error),
+        "golden_dataset_id": dataset_id,
+    }  # fmt: skip
     if gate.passed:
         releases.promote(session, deployment, release, actor=ACTOR)
     session.flush()
     return release
+
+
+def _lineage_reports(
+    deployment: Deployment, base: Release, case: _Case, chosen: FlipReport, plain: FlipReport
+) -> list[tuple[FlipReportKind, Release, str, FlipReport]]:
+    """Both reports against the base release; against v1 (the baseline) a report that drifts
+    further with each step; on the golden set (the first 40 test images) a small one."""
+    v1 = _first_release(deployment)
+    steps = deployment.release_counter
+    drift = _Case(case.targets, case.num_old, case.labels, case.flip_rate * (1 + steps / 4),
+                  case.generator)  # fmt: skip
+    cumulative = chosen if base.id == v1.id else drift.reports()[0]
+    golden = _Case(case.targets[:40], case.num_old, case.labels, case.flip_rate, case.generator)
+    return [
+        (FlipReportKind.CANDIDATE, base, "test", chosen),
+        (FlipReportKind.NO_TREATMENT, base, "test", plain),
+        (FlipReportKind.CUMULATIVE, v1, "test", cumulative),
+        (FlipReportKind.GOLDEN, base, "golden", golden.reports()[0]),
+    ]
+
+
+def _first_release(deployment: Deployment) -> Release:
+    session = Session.object_session(deployment)
+    assert session is not None
+    return session.query(Release).filter_by(deployment_id=deployment.id, version=1).one()
 
 
 def _candidates(chosen: FlipReport) -> list[dict[str, Any]]:

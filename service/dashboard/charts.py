@@ -7,13 +7,19 @@ in colour.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
 from markupsafe import Markup
 
-from service.report_schemas import CandidateRow, ClassFlipsOut, FlipMatrixOut, ReleaseSummary
+from service.report_schemas import (
+    CandidateRow,
+    ClassFlipsOut,
+    FlipMatrixOut,
+    ProportionOut,
+    ReleaseSummary,
+)
 
 __all__ = ["candidates_chart", "class_bars", "flip_heatmap", "release_chart", "sparkline"]
 
@@ -92,63 +98,99 @@ def _y_axis(frame: _Frame, top: float, label: str) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One line of the release chart: how to read it, and how it looks beside colour."""
+
+    name: str
+    read: Callable[[ReleaseSummary], ProportionOut | None]
+    colour: str
+    marker: str  # circle, square or diamond
+    dash: str  # an SVG stroke-dasharray, "" for solid
+    whiskers: bool  # draw the 95% interval
+
+
+SERIES = (
+    _Series("NFR on old classes (line: 95% interval)", lambda r: r.nfr, NFR_COLOUR, "circle", "",
+            True),
+    _Series("cumulative NFR, worst baseline (dotted)", lambda r: r.cumulative_nfr, NEW_COLOUR,
+            "diamond", "2 3", False),
+    _Series("error, all classes (dashed)", lambda r: r.error_all, ERROR_COLOUR, "square", "5 3",
+            False),
+)  # fmt: skip
+
+
+def _marker(series: _Series, x: float, y: float, title: str, role: str = "mark") -> str:
+    kind = f'class="{role}-{series.marker}" fill="{series.colour}"'
+    if series.marker == "circle":
+        shape = f'<circle {kind} cx="{x:.1f}" cy="{y:.1f}" r="4">'
+        end = "</circle>"
+    elif series.marker == "square":
+        shape = f'<rect {kind} x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8">'
+        end = "</rect>"
+    else:
+        points = f"{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}"
+        shape, end = f'<polygon {kind} points="{points}">', "</polygon>"
+    return f"{shape}<title>{escape(title)}</title>{end}"
+
+
+def _series_marks(
+    series: _Series, releases: Sequence[ReleaseSummary], xs: list[float], frame: _Frame, top: float
+) -> str:
+    parts, line = [], []
+    for release, x in zip(releases, xs, strict=True):
+        value = series.read(release)
+        if value is None or value.value is None:
+            continue
+        y = frame.y(value.value / top)
+        line.append(f"{x:.1f},{y:.1f}")
+        if series.whiskers:
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y(value.lower / top):.1f}" '
+                f'y2="{frame.y(value.upper / top):.1f}" stroke="{series.colour}"/>'
+            )
+        title = f"v{release.version}: {series.name.split(' (')[0]} {_pct(value.value, 2)}"
+        parts.append(_marker(series, x, y, title))
+    dash = f' stroke-dasharray="{series.dash}"' if series.dash else ""
+    polyline = f'<polyline points="{" ".join(line)}" fill="none" stroke="{series.colour}"{dash}/>'
+    return polyline + "".join(parts)
+
+
 def release_chart(releases: Sequence[ReleaseSummary], width: int = 720) -> Markup:
-    """NFR on old classes (circles, with 95% intervals) and error (squares), by version."""
+    """NFR on old classes (circles, with 95% intervals), the cumulative NFR against the
+    worst baseline (diamonds) and the error (squares), by version."""
     measured = [r for r in releases if r.nfr is not None]
     if not measured:
         return Markup('<p class="muted">No release has a flip report yet.</p>')
-    frame = _Frame(width, 240)
-    uppers = [r.nfr.upper for r in measured if r.nfr] + [
-        r.error_all.value for r in measured if r.error_all and r.error_all.value is not None
+    frame = _Frame(width, 256, bottom=56)
+    values = [
+        v.upper if s.whiskers else (v.value or 0.0)
+        for r in measured
+        for s in SERIES
+        if (v := s.read(r)) is not None
     ]
-    top = max(max(uppers), 0.01) * 1.1
+    top = max(max(values), 0.01) * 1.1
     step = 1 / max(len(measured) - 1, 1)
-    marks, nfr_line, error_line = [], [], []
-    for i, release in enumerate(measured):
-        x = frame.x(i * step if len(measured) > 1 else 0.5)
-        marks.append(
-            f'<text x="{x:.1f}" y="{frame.height - 22}" text-anchor="middle" '
-            f'font-size="11" fill="{MUTED}">v{release.version}</text>'
-        )
-        nfr = release.nfr
-        if nfr is not None and nfr.value is not None:
-            y = frame.y(nfr.value / top)
-            nfr_line.append(f"{x:.1f},{y:.1f}")
-            marks.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y(nfr.lower / top):.1f}" '
-                f'y2="{frame.y(nfr.upper / top):.1f}" stroke="{NFR_COLOUR}"/>'
-                f'<circle class="mark-nfr" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{NFR_COLOUR}">'
-                f"<title>v{release.version}: NFR {_pct(nfr.value, 2)} "
-                f"[{_pct(nfr.lower, 2)}, {_pct(nfr.upper, 2)}]</title></circle>"
-            )
-        error = release.error_all
-        if error is not None and error.value is not None:
-            y = frame.y(error.value / top)
-            error_line.append(f"{x:.1f},{y:.1f}")
-            marks.append(
-                f'<rect class="mark-error" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
-                f'fill="{ERROR_COLOUR}"><title>v{release.version}: error '
-                f"{_pct(error.value, 2)}</title></rect>"
-            )
-    legend = (
-        f'<circle cx="{frame.left + 8}" cy="{frame.height - 8}" r="4" fill="{NFR_COLOUR}"/>'
-        f'<text x="{frame.left + 16}" y="{frame.height - 4}" font-size="11" fill="{INK}">'
-        "NFR on old classes (line: 95% interval)</text>"
-        f'<rect x="{frame.left + 260}" y="{frame.height - 12}" width="8" height="8" '
-        f'fill="{ERROR_COLOUR}"/><text x="{frame.left + 272}" y="{frame.height - 4}" '
-        f'font-size="11" fill="{INK}">error, all classes (dashed)</text>'
+    xs = [frame.x(i * step if len(measured) > 1 else 0.5) for i in range(len(measured))]
+    labels = "".join(
+        f'<text x="{x:.1f}" y="{frame.height - 38}" text-anchor="middle" font-size="11" '
+        f'fill="{MUTED}">v{r.version}</text>'
+        for r, x in zip(measured, xs, strict=True)
     )
-    lines = (
-        f'<polyline points="{" ".join(nfr_line)}" fill="none" stroke="{NFR_COLOUR}"/>'
-        f'<polyline points="{" ".join(error_line)}" fill="none" stroke="{ERROR_COLOUR}" '
-        'stroke-dasharray="5 3"/>'
+    marks = "".join(_series_marks(s, measured, xs, frame, top) for s in SERIES)
+    legend = "".join(
+        _marker(s, frame.left + 8 + 230 * i, frame.height - 12, s.name, "legend")
+        + f'<text x="{frame.left + 16 + 230 * i}" y="{frame.height - 8}" font-size="11" '
+        f'fill="{INK}">{escape(s.name)}</text>'
+        for i, s in enumerate(SERIES)
     )
     summary = "; ".join(
-        f"v{r.version}: NFR {_pct(r.nfr.value if r.nfr else None)}, "
-        f"error {_pct(r.error_all.value if r.error_all else None)}"
+        f"v{r.version}: NFR {_pct(r.nfr.value if r.nfr else None)}, cumulative "
+        f"{_pct(r.cumulative_nfr.value if r.cumulative_nfr else None)}, error "
+        f"{_pct(r.error_all.value if r.error_all else None)}"
         for r in measured
     )
-    body = _y_axis(frame, top, "rate") + lines + "".join(marks) + legend
+    body = _y_axis(frame, top, "rate") + marks + labels + legend
     return _svg(width, frame.height, f"NFR and error by release. {summary}", body)
 
 

@@ -138,8 +138,10 @@ def test_deployment_page(reader: Watched, server: Server) -> None:
     expect(page.locator("tr[data-version]")).to_have_count(len(timeline["releases"]))
     expect(page.locator("tr[data-job]")).to_have_count(len(timeline["jobs"]))
     measured = [r for r in timeline["releases"] if r["nfr"]]
-    expect(page.locator("svg.chart circle.mark-nfr")).to_have_count(len(measured))
-    expect(page.locator("svg.chart rect.mark-error")).to_have_count(len(measured))
+    expect(page.locator("svg.chart .mark-circle")).to_have_count(len(measured))  # NFR
+    expect(page.locator("svg.chart .mark-square")).to_have_count(len(measured))  # error
+    cumulative = [r for r in timeline["releases"] if r["cumulative_nfr"]]
+    expect(page.locator("svg.chart .mark-diamond")).to_have_count(len(cumulative))
     expect(page.locator('tr[data-version="3"]')).to_contain_text("✗ failed")
     expect(page.locator("form[action$='/promote'], form[action$='/rollback']")).to_have_count(0)
 
@@ -160,20 +162,30 @@ def test_release_page_charts_and_images_match_the_report(reader: Watched, server
     )
     expect(page.locator("svg.candidates path")).to_have_count(len(report["candidates"]))
     expect(page.locator("svg.candidates circle")).to_have_count(1)  # the chosen one, ringed
-    images = page.locator("ul.flipped img")
+    images = page.locator("ul.flipped.test img")
     expect(images).to_have_count(len(candidate["flipped"]))
     first = candidate["flipped"][0]
     names = candidate["class_names"]
-    expect(page.locator("ul.flipped li").first).to_contain_text(f"true: {names[first['label']]}")
-    expect(page.locator("ul.flipped li").first).to_contain_text(names[first["new_prediction"]])
+    expect(page.locator("ul.flipped.test li").first).to_contain_text(
+        f"true: {names[first['label']]}"
+    )
+    expect(page.locator("ul.flipped.test li").first).to_contain_text(names[first["new_prediction"]])
     images.last.scroll_into_view_if_needed()  # they load lazily
     page.wait_for_function(
-        "n => [...document.querySelectorAll('ul.flipped img')]"
+        "n => [...document.querySelectorAll('ul.flipped.test img')]"
         ".filter(i => i.complete && i.naturalWidth > 0).length === n",
         arg=len(candidate["flipped"]),
     )
-    sizes = page.eval_on_selector_all("ul.flipped img", "imgs => imgs.map(i => i.naturalWidth)")
+    sizes = page.eval_on_selector_all(
+        "ul.flipped.test img", "imgs => imgs.map(i => i.naturalWidth)"
+    )
     assert set(sizes) == {32}  # the stored 32x32 test images, drawn at 64 px
+    golden = report["golden"]["report"]
+    expect(page.locator("[data-golden-flips]")).to_have_attribute(
+        "data-golden-flips", str(golden["nfr"]["all"]["count"])
+    )
+    expect(page.locator("ul.flipped.golden img")).to_have_count(len(golden["flipped"]))
+    expect(page.locator("tr[data-baseline]")).to_have_count(len(report["lineage"]))
     assert reader.problems == [], reader.problems
 
 
