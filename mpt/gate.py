@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from mpt.errors import MPTError
-from mpt.metrics import FlipReport, Proportion
+from mpt.metrics import ChurnTally, FlipReport, Proportion
 
 __all__ = [
     "BIND_ON",
@@ -34,12 +34,13 @@ BIND_ON = ("point", "upper")
 @dataclass(frozen=True)
 class GateContext:
     """What a rule may compare the candidate with besides its own report: the plain retrain
-    on the same split, its report on the must-not-flip (golden) set, and its reports against
-    earlier releases of the lineage (the baselines)."""
+    on the same split, its report on the must-not-flip (golden) set, its reports against
+    earlier releases of the lineage (the baselines), and its churn on shadowed live traffic."""
 
     reference: FlipReport | None = None
     golden: FlipReport | None = None
     cumulative: tuple[FlipReport, ...] = ()
+    shadow: ChurnTally | None = None  # live traffic run through the candidate beside the active
 
 
 Measure = Callable[[FlipReport, bool, GateContext], float | None]
@@ -155,6 +156,14 @@ def _cumulative_nfr(report: FlipReport, upper: bool, context: GateContext) -> fl
     return max(known) if known else None
 
 
+def _shadow_churn(_report: FlipReport, upper: bool, context: GateContext) -> float | None:
+    return None if context.shadow is None else _bound(context.shadow.confident_churn(), upper)
+
+
+def _shadow_samples(_report: FlipReport, _upper: bool, context: GateContext) -> float | None:
+    return None if context.shadow is None else float(context.shadow.seen)
+
+
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
@@ -198,6 +207,20 @@ RULES: dict[str, Rule] = {
             "images of the must-not-flip (golden) set the active release gets right and the "
             "candidate gets wrong",
             _golden_flips,
+            high=None,
+        ),
+        Rule(
+            "max_shadow_churn",
+            "at_most",
+            "share of shadowed live inputs the active release answered confidently where the "
+            "candidate's answer differs (the label-free stand-in for the NFR)",
+            _shadow_churn,
+        ),
+        Rule(
+            "min_shadow_samples",
+            "at_least",
+            "live inputs shadowed through the candidate",
+            _shadow_samples,
             high=None,
         ),
         Rule(

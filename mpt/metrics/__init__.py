@@ -8,6 +8,7 @@ See docs/metrics.md for the exact definitions and conventions.
 
 from __future__ import annotations
 
+from mpt.metrics.churn import ChurnTally, churn_tally
 from mpt.metrics.counter import FlipCounter
 from mpt.metrics.flipped import FLIPPED_KEPT, FlippedSample
 from mpt.metrics.intervals import wilson_interval
@@ -30,6 +31,7 @@ from mpt.metrics.report_parts import (
 
 __all__ = [
     "FLIPPED_KEPT",
+    "ChurnTally",
     "ClassFlips",
     "FlipCounter",
     "FlipEntry",
@@ -41,6 +43,7 @@ __all__ = [
     "SubsetProportions",
     "backward_error_compatibility",
     "backward_trust_compatibility",
+    "churn_tally",
     "error_rate",
     "flip_report",
     "negative_flip_rate",

@@ -9,7 +9,7 @@ import torch
 
 from mpt.errors import MPTError
 from mpt.gate import RULES, GateContext, evaluate_gate, validate_policy
-from mpt.metrics import FlipReport, flip_report
+from mpt.metrics import ChurnTally, FlipReport, flip_report
 
 NAMES = ["a", "b", "c"]  # two old classes, one new
 
@@ -227,7 +227,8 @@ def test_gate_validate_policy_drops_unset_rules() -> None:
 
 def test_gate_every_rule_measures_something(report: FlipReport) -> None:
     """Each registered rule yields a number on a report where every subset is populated."""
-    context = GateContext(reference=report, golden=report, cumulative=(report,))
+    shadow = ChurnTally(seen=10, disagree=2, confident=8, confident_disagree=1)
+    context = GateContext(reference=report, golden=report, cumulative=(report,), shadow=shadow)
     for rule in RULES.values():
         assert isinstance(rule.measure(report, False, context), float), rule.name
 
@@ -267,3 +268,17 @@ def test_gate_cumulative_nfr_is_the_worst_baseline(report: FlipReport) -> None:
     assert result.rules[0].value == pytest.approx(0.75) and not result.passed
     alone = evaluate_gate({"max_cumulative_nfr": 1.0}, report, GateContext())
     assert alone.rules[0].value == pytest.approx(report.nfr.old.value)  # one step: itself
+
+
+def test_gate_shadow_rules_read_the_live_tally(report: FlipReport) -> None:
+    shadow = ChurnTally(seen=400, disagree=30, confident=300, confident_disagree=6)
+    policy = {"max_shadow_churn": 0.03, "min_shadow_samples": 500, "bind_on": "point"}
+    result = evaluate_gate(policy, report, GateContext(shadow=shadow))
+    values = {r.rule: (r.value, r.passed) for r in result.rules}
+    assert values == {"max_shadow_churn": (0.02, True), "min_shadow_samples": (400.0, False)}
+    upper = evaluate_gate({"max_shadow_churn": 0.03}, report, GateContext(shadow=shadow))
+    assert upper.passed  # point is the default binding
+    strict = evaluate_gate({"max_shadow_churn": 0.03, "bind_on": "upper"}, report,
+                           GateContext(shadow=shadow))  # fmt: skip
+    assert not strict.passed  # 6 of 300: the upper end of the interval is above 3%
+    assert not evaluate_gate({"min_shadow_samples": 1}, report, GateContext()).passed

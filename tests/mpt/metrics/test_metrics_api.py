@@ -13,6 +13,8 @@ EXPECTED = {
     "FlipMatrix",
     "FlipReport",
     "FlippedSample",
+    "ChurnTally",
+    "churn_tally",
     "FLIPPED_KEPT",
     "ModelErrorRates",
     "Proportion",
