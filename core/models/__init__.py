@@ -11,6 +11,7 @@ from core.models.datasets import DatasetFormat, DatasetRecord
 from core.models.deployments import ArtifactKind, Deployment, Release, ReleaseSource, ReleaseStatus
 from core.models.jobs import JobPhase, JobStatus, UpgradeJob
 from core.models.reports import FlipReportKind, FlipReportRecord, GateDecision
+from core.models.shadows import Shadow, ShadowTally
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -31,6 +32,8 @@ __all__ = [
     "ReleaseSource",
     "ReleaseStatus",
     "Scope",
+    "Shadow",
+    "ShadowTally",
     "UTCDateTime",
     "UpgradeJob",
     "new_id",
