@@ -106,6 +106,22 @@ class Settings(BaseSettings):
     job_max_retries: int = Field(
         default=3, ge=0, description="Redeliveries of a job before it is failed."
     )
+    shadow_queue_size: int = Field(
+        default=64,
+        gt=0,
+        description="Shadow traffic: sampled requests waiting for the candidate; past it, "
+        "they are dropped and counted, never slowing the answer.",
+    )
+    shadow_sample_rate: float = Field(
+        default=0.1, gt=0, le=1,
+        description="Share of live inputs a job's candidate is shadowed on when its gate has "
+        "shadow rules.",
+    )  # fmt: skip
+    shadow_threshold: float = Field(
+        default=0.9, ge=0, le=1,
+        description="An input counts as confident when the active release's top-1 probability "
+        "is at least this; churn on those stands in for the NFR.",
+    )  # fmt: skip
     dashboard_public: bool = Field(
         default=False,
         description="Let anyone who reaches the service read the dashboard and the read-scope "
@@ -139,6 +155,8 @@ class Settings(BaseSettings):
             "job_heartbeat_seconds": self.job_heartbeat_seconds,
             "job_stale_seconds": self.job_stale_seconds,
             "job_max_retries": self.job_max_retries,
+            "shadow_sample_rate": self.shadow_sample_rate,
+            "shadow_threshold": self.shadow_threshold,
             "log_level": self.log_level,
         }
         return {f"MPT_{key.upper()}": str(value) for key, value in values.items()}

@@ -77,8 +77,10 @@ def start(
     threshold: float,
     auto_promote: bool,
     actor: str,
+    policy: dict[str, Any] | None = None,
 ) -> Shadow:
-    """Shadow `release` on its deployment's live traffic (replacing a running shadow)."""
+    """Shadow `release` on its deployment's live traffic (replacing a running shadow);
+    with `auto_promote`, promote it once `policy`'s shadow rules hold (see `settle`)."""
     deployment = release.deployment
     active = deployment.active_release
     if active is None:
@@ -95,7 +97,7 @@ def start(
         stop(session, running_now, "replaced", actor)
     shadow = Shadow(
         deployment_id=deployment.id, release_id=release.id, sample_rate=sample_rate,
-        threshold=threshold, auto_promote=auto_promote,
+        threshold=threshold, auto_promote=auto_promote, policy=split_policy(policy or {})[1],
     )  # fmt: skip
     session.add(shadow)
     session.flush()
@@ -154,12 +156,13 @@ def write_tally(
     row.counts, row.dropped, row.samples = tally.to_dict(), dropped, samples[:SAMPLES_KEPT]
 
 
-def settle(session: Session, shadow: Shadow, policy: dict[str, Any], actor: str) -> str | None:
-    """For an auto-promoting shadow: once `min_shadow_samples` is met, judge the shadow rules
-    of `policy`; promote on a pass, reject on a fail, record the decision, stop the shadow.
-    Returns the outcome, or None while the evidence is still coming in."""
-    _, rules = split_policy(policy)
-    if not shadow.auto_promote or not rules:
+def settle(session: Session, shadow: Shadow, actor: str) -> str | None:
+    """For an auto-promoting shadow: once `min_shadow_samples` is met, judge its shadow rules;
+    promote on a pass, reject on a fail, record the decision, stop the shadow. Returns the
+    outcome, or None while the evidence is still coming in (or it is not auto-promoting)."""
+    session.refresh(shadow, with_for_update=True)  # one API process settles it
+    rules = shadow.policy
+    if shadow.stopped_at is not None or not shadow.auto_promote or not rules:
         return None
     tally = evidence(session, shadow).tally
     if tally.seen < float(rules.get("min_shadow_samples", 1)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,12 +30,17 @@ from service.routes import (
     lineage,
     predict,
     releases,
+    shadows,
     upgrades,
 )
-from service.serving.registry import ServingRegistry
+from service.serving.background import Periodic, periodic
+from service.serving.registry import ServingRegistry, load_served_model
+from service.serving.shadow import ShadowSet
 from service.thumbnails import SplitCache
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("service.serving")
 
 
 def _state(settings: Settings, run_migrations: bool) -> AppState:
@@ -67,7 +73,18 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         make_celery(settings),
         KeyCache(sessions),
         SplitCache(),
+        ShadowSet(sessions, store, load_served_model, queue_size=settings.shadow_queue_size),
     )
+
+
+def _shadow_loop(state: AppState) -> Periodic:
+    """Follow the shadows every poll interval; serve a release a shadow promoted at once."""
+
+    async def tick() -> None:
+        if await asyncio.to_thread(state.shadows.sync):
+            await state.registry.sync()
+
+    return periodic(state.settings.release_poll_seconds, tick, "following the shadows", log)
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -83,6 +100,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         state.registry.start()
         janitor = JobJanitor(settings, state.sessions, state.celery)
         janitor.start()
+        shadowing = _shadow_loop(state)
+        shadowing.start()
         worker = EmbeddedWorker(settings) if settings.runs_embedded_worker else None
         if worker is not None:
             worker.start()
@@ -92,6 +111,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
             await janitor.stop()
+            await shadowing.stop()
+            await asyncio.to_thread(state.shadows.stop)
             await state.registry.stop()
             state.engine.dispose()
 
@@ -120,6 +141,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         health,
         deployments,
         releases,
+        shadows,
         lineage,
         datasets,
         predict,

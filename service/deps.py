@@ -23,6 +23,7 @@ from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
 from service.schemas import INT64_MAX
 from service.serving.registry import ServingRegistry
+from service.serving.shadow import ShadowSet
 from service.thumbnails import SplitCache
 
 __all__ = [
@@ -60,6 +61,7 @@ class AppState:
     celery: Celery
     keys: KeyCache
     thumbnails: SplitCache
+    shadows: ShadowSet
 
 
 def get_state(request: Request) -> AppState:

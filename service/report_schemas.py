@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CandidateRow",
@@ -27,6 +27,8 @@ __all__ = [
     "ReleaseSummary",
     "ReportEntry",
     "SelectionOut",
+    "ShadowRead",
+    "ShadowStart",
 ]
 
 
@@ -242,3 +244,54 @@ class DeploymentOverview(BaseModel):
     releases: int
     last_job: JobSummary | None
     nfr_trend: list[float | None] = Field(description="NFR on old classes, release by release")
+
+
+class ShadowStart(BaseModel):
+    """Put a candidate in shadow on its deployment's live traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate: float = Field(0.1, gt=0, le=1, description="share of live inputs shadowed")
+    threshold: float = Field(
+        0.9, ge=0, le=1, description="the active release's top-1 probability above which an "
+        "input counts as confident (the churn on those stands in for the NFR)"
+    )  # fmt: skip
+    auto_promote: bool = Field(
+        False, description="promote once the gate's shadow rules hold (or refuse when they fail)"
+    )
+
+
+class ShadowClass(BaseModel):
+    index: int
+    label: str
+    seen: int
+    disagree: int
+
+
+class ShadowSample(BaseModel):
+    url: str = Field(description="the input as a PNG")
+    active_label: str
+    active_score: float
+    candidate_label: str
+
+
+class ShadowRead(BaseModel):
+    """A candidate's shadow and the churn tallied so far by every API process."""
+
+    deployment: str
+    version: int = Field(description="the shadowed candidate")
+    sample_rate: float
+    threshold: float
+    auto_promote: bool
+    policy: dict[str, float | str]
+    started_at: datetime
+    stopped_at: datetime | None
+    outcome: str | None = Field(description="why it stopped: stopped, replaced, promoted, refused")
+    seen: int
+    dropped: int = Field(description="sampled inputs dropped because the shadow queue was full")
+    churn: ProportionOut = Field(description="top-1 disagreements over every shadowed input")
+    confident_churn: ProportionOut = Field(
+        description="disagreements where the active release was confident: the NFR's proxy"
+    )
+    per_class: list[ShadowClass] = Field(description="by the active release's answer")
+    samples: list[ShadowSample]

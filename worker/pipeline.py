@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import lineage, releases
+from core import lineage, releases, shadows
 from core.lease import JobCancelled, Lease, LeaseLost
 from core.models import (
     DatasetRecord,
@@ -182,7 +182,7 @@ def _execute(ctx: WorkerContext, lease: Lease) -> None:
         arch=request["arch"],
         config=config,
         reference=reference,
-        gate=inputs.policy,
+        gate=shadows.split_policy(inputs.policy)[0],  # validation has no live traffic
         hooks_for=hooks_for,
         on_phase=progress.on_phase,
         checkpoint_dir=ctx.checkpoints(job_id),
@@ -214,9 +214,12 @@ def _record(
     progress.enter(JobPhase.GATING)
     chosen = result.chosen.package
     check_outputs(chosen.model, chosen.manifest.input, chosen.manifest.num_classes)
-    gate = evaluate_gate(inputs.policy, result.report, result.evidence)
+    now, live = shadows.split_policy(inputs.policy)
+    gate = evaluate_gate(now, result.report, result.evidence)
     sha256 = _store_package(ctx, lease.job_id, result.chosen.package)
-    promote = gate.passed and bool(inputs.job.request.get("auto_promote"))
+    auto = bool(inputs.job.request.get("auto_promote"))
+    shadow = gate.passed and bool(live)  # the shadow rules wait for live traffic
+    promote = gate.passed and auto and not shadow
     lease.check()
     if promote:  # written before the session below opens: SQLite allows one writer at a time
         progress.enter(JobPhase.PROMOTING)
@@ -224,6 +227,12 @@ def _record(
         release = _register(session, inputs, result, gate, sha256, lease.job_id)
         if promote:
             releases.promote(session, release.deployment, release, actor=ACTOR)
+        if shadow:
+            shadows.start(
+                session, release, sample_rate=ctx.settings.shadow_sample_rate,
+                threshold=ctx.settings.shadow_threshold, auto_promote=auto, actor=ACTOR,
+                policy=inputs.policy,
+            )  # fmt: skip
         progress.close_phase()
         lease.finish(
             session,
@@ -237,6 +246,7 @@ def _record(
                 "margin": result.margin,
                 "baselines": [r.version for r in inputs.baselines],
                 "golden_dataset_id": inputs.golden.id if inputs.golden else None,
+                "shadow": live if shadow else None,  # rules waiting for live traffic
             },
             candidates=result.candidate_rows(),
             progress={**progress.state, "fraction": 1.0},

@@ -33,8 +33,9 @@ class Shadow(Base):
     # A shadowed input counts as confident when the active release's top-1 probability is
     # at least this: the churn on those inputs stands in for the NFR.
     threshold: Mapped[float]
-    # Promote the candidate once the shadow rules of the deployment's gate hold.
+    # Promote the candidate once `policy` (the shadow rules of its gate) holds.
     auto_promote: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     started_at: Mapped[datetime] = mapped_column(
         default=utc_now, server_default=sa.text("CURRENT_TIMESTAMP")
     )

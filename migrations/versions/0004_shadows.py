@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("sample_rate", sa.Double(), nullable=False),
         sa.Column("threshold", sa.Double(), nullable=False),
         sa.Column("auto_promote", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("policy", JSON, nullable=False),
         sa.Column(
             "started_at", TIMESTAMP, server_default=sa.text("CURRENT_TIMESTAMP"),
             nullable=False,

@@ -167,6 +167,8 @@ async def _predict(
     inputs_of = await _read_inputs(request, state)
     inputs, top_k = await anyio.to_thread.run_sync(inputs_of, served.spec)
     result = await state.registry.batcher(name).submit(inputs)
+    # never waits: a sample goes on a bounded queue that drops when full
+    state.shadows.offer(name, inputs, result.logits, result.served.spec)
     response = await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
     _observe(state, name, result, len(inputs), time.perf_counter() - started)
     return response
