@@ -39,7 +39,7 @@ time "$py" -m mpt.cli upgrade --old "$out/old.zip" --dataset "$dataset" --arch "
   --out "$out/new.zip" --save-reference "$out/ref.zip" --report "$out/upgrade-report.json" \
   | tee "$out/upgrade.txt"
 time "$py" -m mpt.cli bench flips --dataset "$dataset" --num-old "$num_old" --arch "$arch" \
-  --seeds 1 --epochs "$epochs" --methods no_treatment mpt_kl --biases 4 \
+  --seeds 1 --epochs "$epochs" --methods no_treatment mpt_kl --absolute-biases 4 \
   --device "$device" \
   --cache-dir "$cache" --out "$out" --quiet
 rm -rf "$cache"

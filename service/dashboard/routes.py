@@ -10,14 +10,21 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from core import releases
-from core.models import FlipReportKind, Scope
+from core.models import FlipReportKind, Release, Scope
 from service import actions
 from service.browser_auth import COOKIE
 from service.dashboard.access import admin_viewer, safe_next, viewer
 from service.dashboard.pages import PageRoute, render
 from service.deps import SessionDep, StateDep
 from service.errors import NotFound, Unprocessable
-from service.summaries import deployment_overview, deployment_timeline, release_report
+from service.report_schemas import ShadowRead
+from service.summaries import (
+    deployment_overview,
+    deployment_timeline,
+    latest_shadow,
+    release_report,
+    shadow_read,
+)
 
 router = APIRouter(prefix="/dashboard", route_class=PageRoute, include_in_schema=False)
 
@@ -111,6 +118,7 @@ def release_page(
         release=release,
         candidate=candidate,
         plain=plain.report if plain else None,
+        shadow=_shadow(session, release),
         title=f"{name} v{version}: flip report",
     )
 
@@ -184,6 +192,11 @@ def rollback_form(
     target = _version(to_version)
     release = actions.rollback(state, session, deployment, seen.principal.name, target)
     return _back(name, f"rolled back: v{release.version} is active")
+
+
+def _shadow(session: SessionDep, release: Release) -> ShadowRead | None:
+    found = latest_shadow(session, release)
+    return None if found is None else shadow_read(session, found)
 
 
 def _version(text: str) -> int | None:

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import torch
 
@@ -188,3 +189,22 @@ async def test_shadow_refuses_the_active_release_and_readers(shadowed, problem) 
     reader = shadowed.key("read")
     problem(await shadowed.client.post(SHADOW, json={}, headers=reader), 403)
     problem(await shadowed.client.get(SHADOW, headers=reader), 404)  # never shadowed
+
+
+async def test_dashboard_shows_the_shadow_on_the_release_page(shadowed: Any, packages: Any) -> None:
+    await _with_report(shadowed)
+    assert (await shadowed.client.post(SHADOW, json={"sample_rate": 1.0})).status_code == 201
+    await _sync(shadowed)
+    await _predict(shadowed, packages, 30)
+    await _drain(shadowed)
+    await _sync(shadowed)
+    shadow = (await shadowed.client.get(SHADOW)).json()
+    key = shadowed.key("read")["Authorization"].removeprefix("Bearer ")
+    transport = shadowed.client._transport
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as browser:
+        browser.cookies.set("mpt_key", key)
+        page = await browser.get("/dashboard/deployments/default/releases/2")
+    assert page.status_code == 200, page.text[:300]
+    assert 'data-shadow="running"' in page.text
+    assert f'data-metric="shadow-seen">{shadow["seen"]}' in page.text
+    assert page.text.count('class="flipped shadow-samples"') == (1 if shadow["samples"] else 0)
