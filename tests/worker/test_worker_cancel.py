@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres]
@@ -39,4 +40,9 @@ async def test_worker_cancel_mid_training_ends_cancelled_without_a_release(
     assert job["release_version"] is None and job["error"] is None
     assert [r["version"] for r in await api.releases()] == [1]
     assert await api.active_version() == 1
+    # the worker discards the job's scratch folder just after it records the end
+    for _ in range(300):
+        if not api.checkpoints(job_id).exists():
+            break
+        await anyio.sleep(0.1)
     assert not api.checkpoints(job_id).exists()
