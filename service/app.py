@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import Scope
 
 from core import db
 from core.settings import Settings, get_settings
@@ -16,10 +17,19 @@ from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
 from service.deps import AppState
 from service.errors import install_handlers
-from service.logs import configure_logging, request_context
+from service.logs import RequestContext, configure_logging
 from service.metrics import ServiceMetrics
-from service.routes import datasets, deployments, health, predict, releases, upgrades
-from service.serving.registry import ServingRegistry
+from service.routes import (
+    datasets,
+    deployments,
+    health,
+    inference,
+    predict,
+    releases,
+    upgrades,
+)
+from service.serving.holder import serving_device
+from service.serving.registry import BatchLimits, ServingRegistry
 
 __all__ = ["create_app"]
 
@@ -36,12 +46,15 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
             ensure_bootstrap_key(session, settings.admin_token.get_secret_value())
             session.commit()
     metrics = ServiceMetrics()
+    limits = BatchLimits(
+        settings.batch_max_size, settings.batch_max_wait_ms / 1000, settings.batch_max_queue
+    )
     registry = ServingRegistry(
         sessions,
         store,
-        batch_max_size=settings.batch_max_size,
-        batch_max_wait=settings.batch_max_wait_ms / 1000,
+        limits=limits,
         poll_seconds=settings.release_poll_seconds,
+        device=serving_device(settings.serving_device),
         on_swap=metrics.set_active,
     )
     return AppState(
@@ -89,14 +102,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     install_handlers(app)
 
-    def count(request: Request, response: Response, seconds: float) -> None:
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        app.state.mpt.metrics.http_requests.labels(
-            request.method, path, str(response.status_code)
-        ).inc()
+    def count(scope: Scope, status: int, seconds: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        app.state.mpt.metrics.http_requests.labels(scope["method"], path, str(status)).inc()
 
-    app.middleware("http")(request_context(count))
-    for module in (health, deployments, releases, datasets, predict, upgrades):
+    app.add_middleware(RequestContext, on_done=count)
+    for module in (health, deployments, releases, datasets, predict, inference, upgrades):
         app.include_router(module.router)
     return app

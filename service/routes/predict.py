@@ -7,8 +7,8 @@ and reading the database happen in worker threads, never on the event loop.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,13 +21,15 @@ from torch import Tensor
 
 from core import releases
 from mpt.io import InputSpec
+from service.auth import Principal
 from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
-from service.errors import Conflict, ServiceUnavailable, Unprocessable, UnsupportedMediaType
-from service.schemas import PredictRequest, PredictResponse
+from service.errors import Conflict, Unprocessable, UnsupportedMediaType
+from service.inference import deadline, target
+from service.schemas import DEFAULT_TOP_K, MAX_TOP_K, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
-from service.serving.holder import NotLoaded, ServedModel
+from service.serving.holder import ServedModel
 from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
-from service.uploads import parse_multipart, read_body
+from service.uploads import form_text, parse_multipart, read_body
 
 router = APIRouter(tags=["predict"])
 
@@ -39,10 +41,12 @@ _BODY_DOC: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
                     },
                 }
             },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
         "required": True,
     },
@@ -50,8 +54,9 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
-    """The files of the multipart field `files`, the whole body read within `limit` first."""
+async def _read_form(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], int]:
+    """The files of the multipart field `files` and the optional field `top_k`, the whole
+    body read within `limit` first."""
     body = await read_body(request, limit)
 
     async def replay() -> AsyncGenerator[bytes, None]:
@@ -60,11 +65,23 @@ async def _read_images(request: Request, limit: int) -> list[tuple[str, bytes]]:
     form = await parse_multipart(request.headers, replay(), max_files=1024)
     try:
         uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-        return [
+        files = [
             (item.filename or f"files[{i}]", await item.read()) for i, item in enumerate(uploads)
         ]
+        return files, _top_k(form_text(form, "top_k", max_length=8), "body")
     finally:
         await form.close()
+
+
+def _top_k(raw: str | None, where: str) -> int:
+    if raw is None:
+        return DEFAULT_TOP_K
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+        raise Unprocessable(
+            f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw!r}",
+            errors=[{"loc": [where, "top_k"], "msg": f"integer in 1..{MAX_TOP_K}"}],
+        )
+    return int(raw)
 
 
 InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
@@ -84,23 +101,27 @@ def _json_inputs(body: bytes, spec: InputSpec) -> tuple[Tensor, int]:
 
 
 def _image_inputs(
-    files: list[tuple[str, bytes]], max_pixels: int, spec: InputSpec
+    files: list[tuple[str, bytes]], top_k: int, max_pixels: int, spec: InputSpec
 ) -> tuple[Tensor, int]:
-    return images_to_inputs(files, spec, max_pixels), 5
+    return images_to_inputs(files, spec, max_pixels), top_k
 
 
-async def _read_inputs(request: Request, state: AppState) -> InputsOf:
+async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> InputsOf:
     """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, to
     run off the event loop."""
     kind = request.headers.get("content-type", "")
-    limit = state.settings.max_predict_bytes
+    limit, max_pixels = state.settings.max_predict_bytes, state.settings.max_image_pixels
     if kind.startswith("application/json"):
         return partial(_json_inputs, await read_body(request, limit))
     if kind.startswith("multipart/form-data"):
-        files = await _read_images(request, limit)
-        return partial(_image_inputs, files, state.settings.max_image_pixels)
+        files, top_k = await _read_form(request, limit)
+        return partial(_image_inputs, files, top_k, max_pixels)
+    if kind.startswith("image/"):
+        image = ("body", await read_body(request, limit))
+        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, max_pixels)
     raise UnsupportedMediaType(
-        f"send application/json or multipart/form-data images in 'files', not {kind or 'nothing'}"
+        "send application/json, multipart/form-data images in 'files', or one image as the "
+        f"body (image/jpeg, image/png, ...), not {kind or 'nothing'}"
     )
 
 
@@ -127,33 +148,28 @@ def _answer(
     return PredictResponse(release=result.served.version, label_space=version, predictions=answers)
 
 
-async def _served(state: AppState, session: Session, name: str) -> ServedModel:
-    """The deployment's loaded release; 404 for no such deployment, 503 while none is loaded."""
-    try:
-        return state.registry.holder(name).current()
-    except NotLoaded as exc:
-        await anyio.to_thread.run_sync(releases.get_deployment, session, name)
-        raise ServiceUnavailable(f"deployment {name!r} has no release loaded") from exc
-
-
 async def _predict(
-    name: str, request: Request, state: AppState, session: Session, label_space: int | None
+    name: str,
+    request: Request,
+    key: Principal,
+    session: Session,
+    query: _Query,
 ) -> PredictResponse:
-    started = time.perf_counter()
-    served = await _served(state, session, name)
-    inputs_of = await _read_inputs(request, state)
-    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, served.spec)
-    result = await state.registry.batcher(name).submit(inputs)
-    response = await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
-    _observe(state, name, result, len(inputs), time.perf_counter() - started)
-    return response
+    state: AppState = request.app.state.mpt
+    clock = deadline(request.headers, state.settings.request_deadline_ms)
+    chosen = await target(state, session, key, name, query.version)
+    inputs_of = await _read_inputs(request, state, query.top_k)
+    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
+    result = await chosen.run(state, inputs, clock)
+    label_space = query.label_space
+    return await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
 
 
-def _observe(state: AppState, name: str, result: BatchResult, count: int, seconds: float) -> None:
-    release = str(result.served.version)
-    state.metrics.predictions.labels(name, release).inc(count)
-    state.metrics.predict_latency.labels(name, release).observe(seconds)
-    state.metrics.batch_size.labels(name, release).observe(result.batch_size)
+@dataclass(frozen=True)
+class _Query:
+    label_space: int | None
+    version: int | None
+    top_k: int | None
 
 
 LabelSpace = Annotated[
@@ -163,6 +179,18 @@ LabelSpace = Annotated[
         description="answer in this older release's label space (argmax over its classes only)",
     ),
 ]
+Version = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="predict with this release, active or not (a release that is not active "
+        "needs the admin scope, or MPT_PREDICT_ANY_RELEASE)",
+    ),
+]
+TopK = Annotated[
+    int | None,
+    Query(ge=1, le=100, description="with one image as the body: how many best labels"),
+]
 
 
 @router.post(
@@ -171,13 +199,15 @@ LabelSpace = Annotated[
 async def predict_named(
     name: str,
     request: Request,
-    state: StateDep,
     session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
+    version: Version = None,
+    top_k: TopK = None,
 ) -> PredictResponse:
-    """Predict with a deployment's active release. Scope: predict."""
-    return await _predict(name, request, state, session, label_space)
+    """Predict with a deployment's active release (or `?version=`). Scope: predict."""
+    query = _Query(label_space, version, top_k)
+    return await _predict(name, request, key, session, query)
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY_DOC)
@@ -187,6 +217,10 @@ async def predict_default(
     session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
+    version: Version = None,
+    top_k: TopK = None,
 ) -> PredictResponse:
     """Predict with the default deployment (MPT_DEFAULT_DEPLOYMENT). Scope: predict."""
-    return await _predict(state.settings.default_deployment, request, state, session, label_space)
+    name = state.settings.default_deployment
+    query = _Query(label_space, version, top_k)
+    return await _predict(name, request, key, session, query)

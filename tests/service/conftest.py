@@ -9,8 +9,11 @@ backend and the `problem` check come from tests/conftest.py.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,3 +250,70 @@ async def live(api: Api, packages: Packages) -> Api:
     response = await api.register(packages.old, activate=True)
     assert response.status_code == 201, response.text
     return api
+
+
+# --- real uvicorn processes ------------------------------------------------------------------
+
+SERVER_TOKEN = "u" * 24
+SERVER_ADMIN = {"Authorization": f"Bearer {SERVER_TOKEN}"}
+
+
+@dataclass
+class Server:
+    """A `uvicorn --factory service.app:create_app` process on a loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A client of this server sending the admin key."""
+        return httpx.Client(base_url=self.url, headers=SERVER_ADMIN, timeout=60, **kwargs)
+
+    def serve(self, package: Path, name: str = "default") -> None:
+        """Create deployment `name` and activate `package` as its release 1."""
+        with self.client() as client:
+            assert client.post("/v1/deployments", json={"name": name}).status_code == 201
+            response = client.post(
+                f"/v1/deployments/{name}/releases",
+                files={"file": ("package.zip", package.read_bytes(), "application/zip")},
+                data={"activate": "true"},
+            )
+            assert response.status_code == 201, response.text
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, wait_healthy: Any) -> Iterator[StartServer]:
+    """Start API processes configured only through MPT_* variables:
+    `start_server(port, var_dir=..., **{"MPT_X": "..."})`; killed after the test."""
+    started: list[Server] = []
+
+    def start(port: int, var_dir: Path | None = None, **variables: str) -> Server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
+        env |= {
+            "MPT_VAR_DIR": str(var_dir or tmp_path / "var"),
+            "MPT_ADMIN_TOKEN": SERVER_TOKEN,
+            "MPT_LOG_LEVEL": "WARNING",
+            "MPT_EMBEDDED_WORKER": "false",  # the API alone: no Celery worker beside it
+            **variables,
+        }
+        log = tmp_path / f"uvicorn-{port}.log"
+        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
+        server = Server(f"http://127.0.0.1:{port}", process, log)
+        started.append(server)
+        wait_healthy(process, server.url, log)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            if server.process.poll() is None:
+                server.process.kill()
+                server.process.wait(timeout=30)
