@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
+from bench import servers
 from core.db import make_engine
 
 PROBLEM_JSON = "application/problem+json"
@@ -96,19 +96,12 @@ HealthWait = Callable[["subprocess.Popen[bytes]", str, Path], None]
 
 
 def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll `url`/healthz until it answers 200. The bound only turns a server that never
-    starts into a failure (with its log's tail), far above a cold start on a busy machine."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the server did not answer /healthz within 180 s:\n{log.read_text()[-4000:]}")
+    """Poll `url`/healthz until it answers 200 (`bench.servers.wait_healthy`); a server that
+    exits or never answers fails the test with its log's tail."""
+    try:
+        servers.wait_healthy(process, url, log)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

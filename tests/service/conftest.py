@@ -9,9 +9,7 @@ backend and the `problem` check come from tests/conftest.py.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -27,6 +25,8 @@ import torch
 from fastapi import FastAPI
 from PIL import Image
 
+from bench import servers
+from bench.servers import ADMIN as SERVER_ADMIN
 from core.settings import Settings
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.io import load_package, preprocess, save_package
@@ -254,9 +254,6 @@ async def live(api: Api, packages: Packages) -> Api:
 
 # --- real uvicorn processes ------------------------------------------------------------------
 
-SERVER_TOKEN = "u" * 24
-SERVER_ADMIN = {"Authorization": f"Bearer {SERVER_TOKEN}"}
-
 
 @dataclass
 class Server:
@@ -272,48 +269,27 @@ class Server:
 
     def serve(self, package: Path, name: str = "default") -> None:
         """Create deployment `name` and activate `package` as its release 1."""
-        with self.client() as client:
-            assert client.post("/v1/deployments", json={"name": name}).status_code == 201
-            response = client.post(
-                f"/v1/deployments/{name}/releases",
-                files={"file": ("package.zip", package.read_bytes(), "application/zip")},
-                data={"activate": "true"},
-            )
-            assert response.status_code == 201, response.text
+        servers.deploy(self.url, [package], name)
 
 
 StartServer = Callable[..., Server]
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, wait_healthy: Any) -> Iterator[StartServer]:
-    """Start API processes configured only through MPT_* variables:
-    `start_server(port, var_dir=..., **{"MPT_X": "..."})`; killed after the test."""
-    started: list[Server] = []
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start API processes configured only through MPT_* variables (`bench.servers`):
+    `start_server(port, var_dir=..., MPT_X="...")`; stopped after the test."""
+    started: list[servers.ApiProcess] = []
 
     def start(port: int, var_dir: Path | None = None, **variables: str) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
-        env |= {
-            "MPT_VAR_DIR": str(var_dir or tmp_path / "var"),
-            "MPT_ADMIN_TOKEN": SERVER_TOKEN,
-            "MPT_LOG_LEVEL": "WARNING",
-            "MPT_EMBEDDED_WORKER": "false",  # the API alone: no Celery worker beside it
-            **variables,
-        }
-        log = tmp_path / f"uvicorn-{port}.log"
-        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=output)
-        server = Server(f"http://127.0.0.1:{port}", process, log)
-        started.append(server)
-        wait_healthy(process, server.url, log)
-        return server
+        try:
+            api = servers.start_api(var_dir or tmp_path / "var", port, **variables)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started.append(api)
+        return Server(api.url, api.process, api.log)
 
     try:
         yield start
     finally:
-        for server in started:
-            if server.process.poll() is None:
-                server.process.kill()
-                server.process.wait(timeout=30)
+        servers.stop(started)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-ADMIN = {"Authorization": "Bearer " + "u" * 24}
+from bench.servers import ADMIN
 
 
 @pytest.fixture
