@@ -100,11 +100,17 @@ class KeyCache:
         self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
         self._entries: dict[str, tuple[Principal, float]] = {}
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a key seen valid within `ttl`, without touching the database."""
+        hit = self._entries.get(_hash(key))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def principal(self, key: str) -> Principal | None:
+        """`cached`, or else the database's answer (remembered when valid)."""
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
         digest, now = _hash(key), time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         with self.sessions() as session:
             principal = authenticate(session, key)
             session.commit()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import anyio
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import Headers
 from torch import Tensor
 
@@ -61,9 +61,12 @@ class Target:
         return result
 
 
-async def target(
-    state: AppState, session: Session, principal: Principal, name: str, version: int | None
-) -> Target:
+def _deployment(sessions: sessionmaker[Session], name: str) -> None:
+    with sessions() as session:
+        releases.get_deployment(session, name)  # 404 when there is none
+
+
+async def target(state: AppState, principal: Principal, name: str, version: int | None) -> Target:
     """The active release of deployment `name`, or its release `version`.
 
     A version other than the one being served needs the `admin` scope, or `predict` with
@@ -74,7 +77,7 @@ async def target(
     loaded = registry.holder(name).loaded
     if version is None or (loaded is not None and loaded.version == version):
         if loaded is None:
-            await anyio.to_thread.run_sync(releases.get_deployment, session, name)
+            await anyio.to_thread.run_sync(_deployment, state.sessions, name)
             raise ServiceUnavailable(f"deployment {name!r} has no release loaded")
         if version is None:
             return Target(name, loaded, registry.batcher(name), pinned=False)

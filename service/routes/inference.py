@@ -7,8 +7,7 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from core import releases
@@ -25,8 +24,10 @@ from service.deps import (
 )
 from service.errors import ProblemError, ServiceUnavailable, Unprocessable, UnsupportedMediaType
 from service.inference import deadline, target
+from service.jsonio import json_response
 from service.schemas import InferResponse, Live, ModelMetadata, Ready, ServerMetadata
-from service.serving.oip import infer_response, model_metadata, parse_infer
+from service.serving.batcher import BatchResult
+from service.serving.oip import Parsed, infer_response, model_metadata, parse_infer
 from service.uploads import read_body
 
 router = APIRouter(prefix="/v2", tags=["inference (v2)"])
@@ -151,33 +152,33 @@ def _header_length(request: Request) -> int | None:
     return int(raw)
 
 
-async def _infer(
-    request: Request, session: Session, key: Principal, name: str, version: int | None
-) -> JSONResponse:
+def _answer(name: str, parsed: Parsed, result: BatchResult) -> Response:
+    """The protocol's answer, rendered here (in a worker thread)."""
+    return json_response(infer_response(name, parsed, result.logits, result.served))
+
+
+async def _infer(request: Request, key: Principal, name: str, version: int | None) -> Response:
     state: AppState = request.app.state.mpt
     clock = deadline(request.headers, state.settings.request_deadline_ms)
     kind = request.headers.get("content-type", "application/json")
     if not kind.startswith(("application/json", "application/octet-stream")):
         raise UnsupportedMediaType(f"send the inference request as application/json, not {kind}")
-    chosen = await target(state, session, key, name, version)
+    chosen = await target(state, key, name, version)
     body = await read_body(request, state.settings.max_predict_bytes)
     served = chosen.served
     parsed = await anyio.to_thread.run_sync(
         parse_infer, body, _header_length(request), served.spec, len(served.labels)
     )
     result = await chosen.run(state, parsed.inputs, clock)
-    answer = await anyio.to_thread.run_sync(
-        infer_response, name, parsed, result.logits, result.served
-    )
-    return JSONResponse(answer)
+    return await anyio.to_thread.run_sync(_answer, name, parsed, result)
 
 
 @router.post(
     "/models/{name}/infer", response_model=InferResponse, openapi_extra=scope_doc("predict")
 )
-async def infer(name: str, request: Request, session: SessionDep, key: PredictKey) -> Any:
+async def infer(name: str, request: Request, key: PredictKey) -> Response:
     """Inference with a deployment's active release. Scope: predict."""
-    return await _infer(request, session, key, name, None)
+    return await _infer(request, key, name, None)
 
 
 @router.post(
@@ -185,9 +186,7 @@ async def infer(name: str, request: Request, session: SessionDep, key: PredictKe
     response_model=InferResponse,
     openapi_extra=scope_doc("predict"),
 )
-async def infer_version(
-    name: str, version: int, request: Request, session: SessionDep, key: PredictKey
-) -> Any:
+async def infer_version(name: str, version: int, request: Request, key: PredictKey) -> Response:
     """Inference with one release; a release that is not active needs the admin scope (or
     MPT_PREDICT_ANY_RELEASE). Scope: predict."""
-    return await _infer(request, session, key, name, version)
+    return await _infer(request, key, name, version)

@@ -6,25 +6,24 @@ and reading the database happen in worker threads, never on the event loop.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from torch import Tensor
 
 from core import releases
 from mpt.io import InputSpec
 from service.auth import Principal
-from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
+from service.deps import AppState, PredictKey, StateDep, scope_doc
 from service.errors import Conflict, Unprocessable, UnsupportedMediaType
 from service.inference import deadline, target
+from service.jsonio import json_response, parse_json
 from service.schemas import DEFAULT_TOP_K, MAX_TOP_K, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
 from service.serving.holder import ServedModel
@@ -89,9 +88,7 @@ InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
 
 def _json_inputs(body: bytes, spec: InputSpec) -> tuple[Tensor, int]:
     try:
-        parsed = PredictRequest.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
+        parsed = PredictRequest.model_validate(parse_json(body))
     except ValidationError as exc:
         raise Unprocessable(
             'the body must be {"inputs": [...], "top_k": k}',
@@ -125,51 +122,49 @@ async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> 
     )
 
 
-def _label_space(
-    session: Session, name: str, version: int | None, served: ServedModel
-) -> tuple[int, int]:
-    """(release version, number of classes) of the label space to answer in."""
-    if version is None:
-        return served.version, len(served.labels)
-    release = releases.get_release(session, releases.get_deployment(session, name), version)
-    if tuple(release.labels) != served.labels[: len(release.labels)]:
-        raise Conflict(
-            f"release {version}'s labels are not a prefix of the served release "
-            f"{served.version}'s labels; it cannot answer in that label space"
-        )
-    return version, len(release.labels)
-
-
-def _answer(
-    session: Session, name: str, label_space: int | None, result: BatchResult, top_k: int
-) -> PredictResponse:
-    version, classes = _label_space(session, name, label_space, result.served)
-    answers = predictions(result.logits[:, :classes], result.served.labels[:classes], top_k)
-    return PredictResponse(release=result.served.version, label_space=version, predictions=answers)
-
-
-async def _predict(
-    name: str,
-    request: Request,
-    key: Principal,
-    session: Session,
-    query: _Query,
-) -> PredictResponse:
-    state: AppState = request.app.state.mpt
-    clock = deadline(request.headers, state.settings.request_deadline_ms)
-    chosen = await target(state, session, key, name, query.version)
-    inputs_of = await _read_inputs(request, state, query.top_k)
-    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
-    result = await chosen.run(state, inputs, clock)
-    label_space = query.label_space
-    return await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
-
-
 @dataclass(frozen=True)
 class _Query:
     label_space: int | None
     version: int | None
     top_k: int | None
+
+
+def _label_space(
+    state: AppState, name: str, version: int | None, served: ServedModel
+) -> tuple[int, int]:
+    """(release version, number of classes) of the label space to answer in."""
+    if version is None:
+        return served.version, len(served.labels)
+    with state.sessions() as session:
+        deployment = releases.get_deployment(session, name)
+        labels = tuple(releases.get_release(session, deployment, version).labels)
+    if labels != served.labels[: len(labels)]:
+        raise Conflict(
+            f"release {version}'s labels are not a prefix of the served release "
+            f"{served.version}'s labels; it cannot answer in that label space"
+        )
+    return version, len(labels)
+
+
+def _answer(
+    state: AppState, name: str, label_space: int | None, result: BatchResult, top_k: int
+) -> Response:
+    """The answer, rendered here (in a worker thread): `PredictResponse`'s shape."""
+    version, classes = _label_space(state, name, label_space, result.served)
+    answers = predictions(result.logits[:, :classes], result.served.labels[:classes], top_k)
+    body = {"release": result.served.version, "label_space": version, "predictions": answers}
+    return json_response(body)
+
+
+async def _predict(name: str, request: Request, key: Principal, query: _Query) -> Response:
+    state: AppState = request.app.state.mpt
+    clock = deadline(request.headers, state.settings.request_deadline_ms)
+    chosen = await target(state, key, name, query.version)
+    inputs_of = await _read_inputs(request, state, query.top_k)
+    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
+    result = await chosen.run(state, inputs, clock)
+    label_space = query.label_space
+    return await anyio.to_thread.run_sync(_answer, state, name, label_space, result, top_k)
 
 
 LabelSpace = Annotated[
@@ -199,28 +194,24 @@ TopK = Annotated[
 async def predict_named(
     name: str,
     request: Request,
-    session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
     version: Version = None,
     top_k: TopK = None,
-) -> PredictResponse:
+) -> Response:
     """Predict with a deployment's active release (or `?version=`). Scope: predict."""
-    query = _Query(label_space, version, top_k)
-    return await _predict(name, request, key, session, query)
+    return await _predict(name, request, key, _Query(label_space, version, top_k))
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY_DOC)
 async def predict_default(
     request: Request,
     state: StateDep,
-    session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
     version: Version = None,
     top_k: TopK = None,
-) -> PredictResponse:
+) -> Response:
     """Predict with the default deployment (MPT_DEFAULT_DEPLOYMENT). Scope: predict."""
-    name = state.settings.default_deployment
     query = _Query(label_space, version, top_k)
-    return await _predict(name, request, key, session, query)
+    return await _predict(state.settings.default_deployment, request, key, query)

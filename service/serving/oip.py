@@ -12,7 +12,6 @@ little-endian bytes after the JSON header (the binary tensor extension: the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,9 @@ from torch import Tensor
 
 from mpt.io import InputSpec, preprocess
 from service.errors import Unprocessable
+from service.jsonio import parse_json
 from service.serving.holder import ServedModel
+from service.serving.inputs import numbers
 
 __all__ = [
     "INPUT",
@@ -94,9 +95,7 @@ def _header(body: bytes, header_length: int | None) -> tuple[InferRequest, bytes
             "header.Inference-Header-Content-Length",
         )
     try:
-        request = InferRequest.model_validate(json.loads(body[:cut]))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"the inference request is not valid JSON: {exc}") from exc
+        request = InferRequest.model_validate(parse_json(body[:cut]))
     except ValidationError as exc:
         where = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
         raise Unprocessable(
@@ -125,17 +124,16 @@ def _binary(item: RequestInput, raw: bytes, dtype: str) -> Tensor:
 def _json_data(item: RequestInput, dtype: torch.dtype) -> Tensor:
     if item.data is None:
         raise _problem("the input has neither data nor binary data", "inputs.0.data")
-    try:
-        values = torch.tensor(item.data, dtype=torch.float32 if dtype.is_floating_point else None)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise _problem(
-            "data is not a (nested) list of numbers of one shape", "inputs.0.data"
-        ) from exc
-    if values.is_floating_point() and not dtype.is_floating_point:
+    values = numbers(item.data)
+    if values is None:
+        raise _problem("data is not a (nested) list of numbers of one shape", "inputs.0.data")
+    if dtype.is_floating_point:
+        return torch.from_numpy(values.astype(np.float32).reshape(-1))
+    if values.dtype.kind == "f":
         raise _problem(f"{item.datatype} data must be integers", "inputs.0.data")
-    if not dtype.is_floating_point and bool(((values < 0) | (values > 255)).any()):
+    if values.size and (values.min() < 0 or values.max() > 255):
         raise _problem("UINT8 data must lie in 0..255", "inputs.0.data")
-    return values.flatten().to(dtype)
+    return torch.from_numpy(values.astype(np.uint8).reshape(-1))
 
 
 def _tensor(item: RequestInput, raw: bytes, spec: InputSpec) -> Tensor:
