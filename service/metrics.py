@@ -44,6 +44,12 @@ class ServiceMetrics:
             ["deployment"],
             registry=self.registry,
         )
+        self.arriving = Gauge(
+            "mpt_predict_arriving_requests",
+            "Prediction requests reading their inputs, on their way to the micro-batcher",
+            ["deployment"],
+            registry=self.registry,
+        )
         self.active_release = Gauge(
             "mpt_active_release_info",
             "The release being served (1)",

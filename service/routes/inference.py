@@ -164,11 +164,12 @@ async def _infer(request: Request, key: Principal, name: str, version: int | Non
     if not kind.startswith(("application/json", "application/octet-stream")):
         raise UnsupportedMediaType(f"send the inference request as application/json, not {kind}")
     chosen = await target(state, key, name, version)
-    body = await read_body(request, state.settings.max_predict_bytes)
     served = chosen.served
-    parsed = await anyio.to_thread.run_sync(
-        parse_infer, body, _header_length(request), served.spec, len(served.labels)
-    )
+    with chosen.batcher.arriving_request():
+        body = await read_body(request, state.settings.max_predict_bytes)
+        parsed = await anyio.to_thread.run_sync(
+            parse_infer, body, _header_length(request), served.spec, len(served.labels)
+        )
     result = await chosen.run(state, parsed.inputs, clock)
     return await anyio.to_thread.run_sync(_answer, name, parsed, result)
 

@@ -160,8 +160,9 @@ async def _predict(name: str, request: Request, key: Principal, query: _Query) -
     state: AppState = request.app.state.mpt
     clock = deadline(request.headers, state.settings.request_deadline_ms)
     chosen = await target(state, key, name, query.version)
-    inputs_of = await _read_inputs(request, state, query.top_k)
-    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
+    with chosen.batcher.arriving_request():
+        inputs_of = await _read_inputs(request, state, query.top_k)
+        inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
     result = await chosen.run(state, inputs, clock)
     label_space = query.label_space
     return await anyio.to_thread.run_sync(_answer, state, name, label_space, result, top_k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -65,12 +66,25 @@ class MicroBatcher:
         self.holder, self.max_size, self.max_wait = holder, max_size, max_wait
         self.max_queue = max_queue
         self.pending = 0  # inputs accepted and not yet answered
+        self.arriving = 0  # requests reading their inputs, to be submitted soon
         self._waiting: deque[_Pending] = deque()
         self._arrived = asyncio.Event()
         self._loop = Background(self._run)
 
     def start(self) -> None:
         self._loop.start()
+
+    @contextlib.contextmanager
+    def arriving_request(self) -> Iterator[None]:
+        """Around reading a request's inputs: while any request is on its way, a batch
+        waits (up to `max_wait`) for it; when none is, a batch runs at once, so a lone
+        request pays no batching delay."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
+            self._arrived.set()
 
     async def stop(self) -> None:
         await self._loop.stop()
@@ -112,9 +126,9 @@ class MicroBatcher:
         return size
 
     async def _collect(self) -> list[_Pending]:
-        """The next batch: the first waiting request and those that arrive within `max_wait`
-        of it, up to `max_size` inputs. Waiting is on an event, so no request is lost to a
-        cancelled `get`."""
+        """The next batch: the waiting requests and, while others are on their way, those
+        that arrive within `max_wait`, up to `max_size` inputs. Waiting is on an event, so
+        no request is lost to a cancelled `get`."""
         while not self._waiting:
             self._arrived.clear()
             await self._arrived.wait()
@@ -122,7 +136,7 @@ class MicroBatcher:
         size = self._take(batch, 0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        while size < self.max_size and (timeout := deadline - loop.time()) > 0:
+        while self.arriving and size < self.max_size and (timeout := deadline - loop.time()) > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)

@@ -160,13 +160,9 @@ class ServingRegistry:
                 swapped.append(name)
             return swapped
 
-    def pending(self) -> dict[str, int]:
-        """Per deployment: inputs in its batcher, waiting or in a forward pass."""
-        return {
-            name: slot.batcher.pending
-            for name, slot in self._slots.items()
-            if slot.batcher is not None
-        }
+    def batchers(self) -> dict[str, MicroBatcher]:
+        """The micro-batcher of each deployment that has one."""
+        return {name: slot.batcher for name, slot in self._slots.items() if slot.batcher}
 
     def readiness(self) -> dict[str, bool]:
         """Per deployment with an active release: whether that release is the one loaded."""

@@ -229,3 +229,41 @@ def test_served_model_moves_the_batch_once_and_answers_on_the_cpu(monkeypatch) -
     logits = served.logits(torch.randn(4, 1, 8, 8))
     assert moves == [served.device]
     assert logits.device.type == "cpu" and logits.dtype == torch.float32
+
+
+def test_batcher_runs_a_lone_request_without_waiting_for_a_batch() -> None:
+    holder = ModelHolder()
+    holder.swap(_served(1))
+
+    async def scenario() -> int:
+        batcher = MicroBatcher(holder, max_size=64, max_wait=600)  # would wait 10 minutes
+        try:
+            result = await asyncio.wait_for(batcher.submit(torch.randn(1, 1, 8, 8)), 120)
+            return result.batch_size
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_batcher_holds_a_batch_open_for_a_request_on_its_way() -> None:
+    holder = ModelHolder()
+    holder.swap(_served(1))
+
+    async def scenario() -> list[int]:
+        batcher = MicroBatcher(holder, max_size=64, max_wait=600)
+        try:
+            with batcher.arriving_request():  # A is reading its body
+                first = asyncio.ensure_future(batcher.submit(torch.randn(1, 1, 8, 8)))  # B
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                assert not first.done()
+                second = asyncio.ensure_future(batcher.submit(torch.randn(2, 1, 8, 8)))
+                while batcher.pending < 3:  # A has submitted
+                    await asyncio.sleep(0)
+            results = await asyncio.wait_for(asyncio.gather(first, second), 120)
+            return [r.batch_size for r in results]
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == [3, 3]
