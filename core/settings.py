@@ -17,12 +17,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DEPLOYMENT_NAME_PATTERN", "LogLevel", "Settings", "get_settings"]
+__all__ = ["DEPLOYMENT_NAME_PATTERN", "LogLevel", "ServingDevice", "Settings", "get_settings"]
 
 # Deployment names appear in URLs and metric labels: lowercase slugs, 1 to 63 characters.
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ServingDevice = Literal["cpu", "cuda", "auto"]
 
 _GIB = 1024**3
 _MIB = 1024**2
@@ -91,6 +92,25 @@ class Settings(BaseSettings):
     )
     batch_max_wait_ms: float = Field(
         default=5.0, ge=0, description="Micro-batching: longest wait for a batch to fill."
+    )
+    batch_max_queue: int = Field(
+        default=1024,
+        gt=0,
+        description="Micro-batching: most inputs waiting for a forward pass; past it, 503.",
+    )
+    request_deadline_ms: float = Field(
+        default=30_000.0,
+        gt=0,
+        description="Longest a prediction may wait for its forward pass (a header can shorten "
+        "it); past it, the request is dropped with 504.",
+    )
+    serving_device: ServingDevice = Field(
+        default="cpu", description="Where API processes run their models: cpu, cuda or auto."
+    )
+    predict_any_release: bool = Field(
+        default=False,
+        description="Let `predict` keys address releases that are not active (otherwise only "
+        "admin keys may).",
     )
     release_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often API processes re-read the active releases."

@@ -7,7 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import Scope
 
 from core import db
 from core.settings import Settings, get_settings
@@ -19,13 +20,14 @@ from service.bodies import BodyLimit
 from service.dashboard import install_dashboard
 from service.deps import AppState
 from service.errors import install_handlers
-from service.logs import configure_logging, request_context
+from service.logs import RequestContext, configure_logging
 from service.metrics import ServiceMetrics
 from service.routes import (
     audit,
     datasets,
     deployments,
     health,
+    inference,
     keys,
     lineage,
     predict,
@@ -34,7 +36,8 @@ from service.routes import (
     upgrades,
 )
 from service.serving.background import Periodic, periodic
-from service.serving.registry import ServingRegistry, load_served_model
+from service.serving.holder import serving_device
+from service.serving.registry import BatchLimits, ServingRegistry, load_served_model
 from service.serving.shadow import ShadowSet
 from service.thumbnails import SplitCache
 
@@ -55,12 +58,15 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
             ensure_bootstrap_key(session, settings.admin_token.get_secret_value())
             session.commit()
     metrics = ServiceMetrics()
+    limits = BatchLimits(
+        settings.batch_max_size, settings.batch_max_wait_ms / 1000, settings.batch_max_queue
+    )
     registry = ServingRegistry(
         sessions,
         store,
-        batch_max_size=settings.batch_max_size,
-        batch_max_wait=settings.batch_max_wait_ms / 1000,
+        limits=limits,
         poll_seconds=settings.release_poll_seconds,
+        device=serving_device(settings.serving_device),
         on_swap=metrics.set_active,
     )
     return AppState(
@@ -124,19 +130,16 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     install_handlers(app)
 
-    def count(request: Request, response: Response, seconds: float) -> None:
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        app.state.mpt.metrics.http_requests.labels(
-            request.method, path, str(response.status_code)
-        ).inc()
+    def count(scope: Scope, status: int, seconds: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        app.state.mpt.metrics.http_requests.labels(scope["method"], path, str(status)).inc()
 
-    app.middleware("http")(request_context(count))
     app.add_middleware(
         BodyLimit,
         upload_limit=settings.max_upload_bytes,
         other_limit=settings.max_predict_bytes,
     )
+    app.add_middleware(RequestContext, on_done=count)  # outermost: it sees every answer
     for module in (
         health,
         deployments,
@@ -145,6 +148,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         lineage,
         datasets,
         predict,
+        inference,
         upgrades,
         keys,
         audit,

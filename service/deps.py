@@ -3,10 +3,11 @@ deployment, release, job or dataset a path names (404 when there is none)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -64,7 +65,11 @@ class AppState:
     shadows: ShadowSet
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies that only read attributes are `async def`: a plain `def` would cost each
+# request a hop to the thread pool.
+
+
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.mpt
     return state
 
@@ -72,7 +77,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -81,7 +86,7 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-def get_registry(state: StateDep) -> ServingRegistry:
+async def get_registry(state: StateDep) -> ServingRegistry:
     return state.registry
 
 
@@ -90,10 +95,10 @@ SessionDep = Annotated[Session, Depends(get_session)]
 RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: 401 without a valid key, 403 when the key lacks `scope`."""
 
-    def check(
+    async def check(
         request: Request,
         state: StateDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -103,7 +108,9 @@ def require_scope(scope: str) -> Callable[..., Principal]:
             if scope == "read" and _public_read(request, state):
                 return ANONYMOUS
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        principal = state.keys.principal(key)
+        # Every request asks the database whether the key was revoked (one primary-key read
+        # for a remembered key), so a revocation holds at once in every process.
+        principal = await anyio.to_thread.run_sync(state.keys.principal, key)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         if not principal.allows(scope):

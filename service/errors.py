@@ -24,8 +24,10 @@ __all__ = [
     "MAX_LISTED",
     "TOO_DEEP",
     "Conflict",
+    "DeadlineExceeded",
     "Forbidden",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "ProblemError",
     "ServiceUnavailable",
@@ -34,6 +36,7 @@ __all__ = [
     "UnsupportedMediaType",
     "install_handlers",
     "problem_response",
+    "protocol_members",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -51,6 +54,10 @@ class ProblemError(Exception):
     def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
         self.detail, self.errors = detail, errors or []
+
+    def headers(self) -> dict[str, str]:
+        """Response headers the problem needs besides its body."""
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
 
 
 class Unauthorized(ProblemError):
@@ -88,6 +95,23 @@ class ServiceUnavailable(ProblemError):
 TOO_DEEP = "the JSON body is nested too deeply to parse (bodies of this API nest a few levels)"
 
 
+class Overloaded(ServiceUnavailable):
+    """Too much is queued already: the client should retry after `retry_after` seconds."""
+
+    slug = "overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class DeadlineExceeded(ProblemError):
+    status, title, slug = 504, "Deadline exceeded", "deadline-exceeded"
+
+
 def problem_response(
     status: int,
     title: str,
@@ -95,8 +119,10 @@ def problem_response(
     slug: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A problem+json response with `type`, `title`, `status`, `detail` and `errors`."""
+    """A problem+json response with `type`, `title`, `status`, `detail` and `errors`, and
+    the `extra` members a protocol needs."""
     body: dict[str, Any] = {
         "type": f"urn:mpt:problem:{slug}",
         "title": title,
@@ -105,13 +131,35 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    body |= extra or {}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def protocol_members(path: str, detail: str) -> dict[str, str]:
+    """The Open Inference Protocol's clients read an error's message from `error`."""
+    return {"error": detail} if path.startswith("/v2") else {}
+
+
+def _respond(
+    request: Request,
+    problem: ProblemError,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    extra = protocol_members(request.url.path, problem.detail)
+    return problem_response(
+        problem.status,
+        problem.title,
+        problem.detail,
+        problem.slug,
+        problem.errors,
+        {**problem.headers(), **(headers or {})},
+        extra,
+    )
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.errors, headers)
+    return _respond(request, exc)
 
 
 def _too_large(exc: Exception) -> ProblemError:
@@ -139,9 +187,9 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()[:MAX_LISTED]
     ]
     where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
-    return problem_response(
-        422, "Unprocessable content", f"invalid request: {where}", "validation", errors
-    )
+    detail = f"invalid request: {where}"
+    extra = protocol_members(request.url.path, detail)
+    return problem_response(422, "Unprocessable content", detail, "validation", errors, extra=extra)
 
 
 def _body_error(cause: BaseException | None) -> ProblemError | None:
@@ -162,9 +210,9 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     cause = _body_error(exc.__cause__)  # FastAPI wraps what failed while it read a body
     if cause is not None:
         return await _on_problem(request, cause)
-    return problem_response(
-        exc.status_code, str(exc.detail), str(exc.detail), "http", headers=dict(exc.headers or {})
-    )
+    detail = str(exc.detail)
+    headers, extra = dict(exc.headers or {}), protocol_members(request.url.path, detail)
+    return problem_response(exc.status_code, detail, detail, "http", headers=headers, extra=extra)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

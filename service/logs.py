@@ -7,11 +7,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from fastapi import Request, Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["configure_logging", "request_context"]
+from service.errors import problem_response, protocol_members
+
+__all__ = ["RequestContext", "configure_logging"]
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("service.access")
@@ -42,39 +46,55 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-Next = Callable[[Request], Awaitable[Response]]
+Done = Callable[[Scope, int, float], None]
 
 
-def request_context(
-    on_done: Callable[[Request, Response, float], None],
-) -> Callable[[Request, Next], Awaitable[Response]]:
-    """Middleware: a request id (from `X-Request-ID` or new), an access log line, metrics."""
+class RequestContext:
+    """ASGI middleware: a request id (from `X-Request-ID` or new) echoed in the response, an
+    access log line, and `on_done(scope, status, seconds)` for metrics.
 
-    async def middleware(request: Request, call_next: Next) -> Response:
-        incoming = request.headers.get("x-request-id", "")
-        token = request_id.set(incoming[:64] if incoming else uuid.uuid4().hex)
-        started = time.perf_counter()
+    An error no handler turned into a response is logged with the request id and answered
+    here as a 500 problem naming it, so it is counted like any other answer.
+    """
+
+    def __init__(self, app: ASGIApp, on_done: Done) -> None:
+        self.app, self.on_done = app, on_done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        rid = incoming[:64] if incoming else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started, status = time.perf_counter(), 0
+
+        async def tagged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", rid)
+            await send(message)
+
         try:
-            response = await call_next(request)
-            seconds = time.perf_counter() - started
-            response.headers["X-Request-ID"] = request_id.get()
-            on_done(request, response, seconds)
-            log.info(
-                "%s %s %s",
-                request.method,
-                request.url.path,
-                response.status_code,
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "path": request.url.path,
-                        "status": response.status_code,
-                        "ms": round(1000 * seconds, 2),
-                    }
-                },
-            )
-            return response
+            await self.app(scope, receive, tagged)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status:  # the response has begun: nothing sensible can follow it
+                raise
+            await _internal_error(rid, scope["path"])(scope, receive, tagged)
         finally:
+            self._done(scope, status, time.perf_counter() - started)
             request_id.reset(token)
 
-    return middleware
+    def _done(self, scope: Scope, status: int, seconds: float) -> None:
+        self.on_done(scope, status, seconds)
+        method, path = scope["method"], scope["path"]
+        fields = {"method": method, "path": path, "status": status, "ms": round(1000 * seconds, 2)}
+        log.info("%s %s %s", method, path, status, extra={"fields": fields})
+
+
+def _internal_error(rid: str, path: str) -> Response:
+    detail = f"the server failed to answer; the error was logged with request id {rid}"
+    extra = {"request_id": rid, **protocol_members(path, detail)}
+    return problem_response(500, "Internal server error", detail, "internal", extra=extra)

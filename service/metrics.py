@@ -38,6 +38,18 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
+        self.pending = Gauge(
+            "mpt_predict_pending_inputs",
+            "Inputs in a deployment's micro-batcher, waiting or in a forward pass",
+            ["deployment"],
+            registry=self.registry,
+        )
+        self.arriving = Gauge(
+            "mpt_predict_arriving_requests",
+            "Prediction requests reading their inputs, on their way to the micro-batcher",
+            ["deployment"],
+            registry=self.registry,
+        )
         self.active_release = Gauge(
             "mpt_active_release_info",
             "The release being served (1)",

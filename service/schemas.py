@@ -117,11 +117,14 @@ class DatasetRead(BaseModel):
     created_at: datetime
 
 
+DEFAULT_TOP_K, MAX_TOP_K = 5, 100
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[Any] = Field(min_length=1, description="model-ready (C, H, W) arrays")
-    top_k: int = Field(5, ge=1, le=100)
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
 
 
 class Prediction(BaseModel):
@@ -135,6 +138,53 @@ class PredictResponse(BaseModel):
     release: int
     label_space: int
     predictions: list[Prediction]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+    name: str | None = None
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """The Open Inference Protocol's model metadata; `parameters` adds the labels and the
+    input's normalisation."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any]
+
+
+class InferOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[InferOutput]
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from mpt.errors import DatasetError
@@ -55,6 +55,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF orientation (cameras, phones) applied."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"the image's EXIF orientation is unreadable: {exc}") from exc
+
+
 def decode_image(
     data: bytes,
     *,
@@ -62,7 +70,7 @@ def decode_image(
     size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Tensor:
-    """Decode PNG/JPEG/... `data` into uint8 (C, H, W).
+    """Decode PNG/JPEG/... `data` into uint8 (C, H, W), upright (EXIF orientation applied).
 
     `channels` (1 or 3) converts to that many (RGB to grey by luminance, grey to RGB by
     copying); `None` keeps the image's own (`native_channels`). `size=(h, w)` resizes
@@ -70,7 +78,7 @@ def decode_image(
     """
     if channels is not None and channels not in _MODES:
         raise ImageError(f"only 1- or 3-channel images are supported, not {channels}")
-    image = _open(data, max_pixels)
+    image = _upright(_open(data, max_pixels))
     channels = native_channels(image.mode) if channels is None else channels
     image = image.convert(_MODES[channels])
     if size is not None and (image.height, image.width) != size:

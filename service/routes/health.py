@@ -29,4 +29,7 @@ def get_ready(state: StateDep, response: Response) -> Health:
 @router.get("/metrics", response_class=Response)
 def get_metrics(state: StateDep) -> Response:
     """Prometheus metrics in the text exposition format. No key needed."""
+    for name, batcher in state.registry.batchers().items():
+        state.metrics.pending.labels(name).set(batcher.pending)
+        state.metrics.arriving.labels(name).set(batcher.arriving)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

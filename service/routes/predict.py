@@ -6,36 +6,35 @@ and reading the database happen in worker threads, never on the event loop.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from torch import Tensor
 
 from core import releases
 from mpt.io import InputSpec
-from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
+from service.auth import Principal
+from service.deps import AppState, PredictKey, StateDep, scope_doc
 from service.errors import (
     MAX_LISTED,
-    TOO_DEEP,
     Conflict,
     PayloadTooLarge,
-    ServiceUnavailable,
     Unprocessable,
     UnsupportedMediaType,
 )
-from service.schemas import INT64_MAX, PredictRequest, PredictResponse
+from service.inference import deadline, target
+from service.jsonio import json_response, parse_json
+from service.schemas import DEFAULT_TOP_K, INT64_MAX, MAX_TOP_K, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
-from service.serving.holder import NotLoaded, ServedModel
+from service.serving.holder import ServedModel
 from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
-from service.uploads import parse_multipart, read_body
+from service.uploads import form_text, parse_multipart, read_body
 
 router = APIRouter(tags=["predict"])
 
@@ -47,10 +46,12 @@ _BODY_DOC: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
                     },
                 }
             },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
         "required": True,
     },
@@ -58,8 +59,11 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _read_images(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes]]:
-    """The files of the multipart field `files`, the whole body read within `limit` first."""
+async def _read_form(
+    request: Request, limit: int, max_files: int
+) -> tuple[list[tuple[str, bytes]], int]:
+    """The files of the multipart field `files` and the optional field `top_k`, the whole
+    body read within `limit` first."""
     body = await read_body(request, limit)
 
     async def replay() -> AsyncGenerator[bytes, None]:
@@ -68,11 +72,23 @@ async def _read_images(request: Request, limit: int, max_files: int) -> list[tup
     form = await parse_multipart(request.headers, replay(), max_files=max_files)
     try:
         uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
-        return [
+        files = [
             (item.filename or f"files[{i}]", await item.read()) for i, item in enumerate(uploads)
         ]
+        return files, _top_k(form_text(form, "top_k", max_length=8), "body")
     finally:
         await form.close()
+
+
+def _top_k(raw: str | None, where: str) -> int:
+    if raw is None:
+        return DEFAULT_TOP_K
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+        raise Unprocessable(
+            f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw!r}",
+            errors=[{"loc": [where, "top_k"], "msg": f"integer in 1..{MAX_TOP_K}"}],
+        )
+    return int(raw)
 
 
 InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
@@ -80,105 +96,91 @@ InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
 
 def _json_inputs(body: bytes, max_inputs: int, spec: InputSpec) -> tuple[Tensor, int]:
     try:
-        parsed = PredictRequest.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"the body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise Unprocessable(TOO_DEEP) from exc
+        parsed = PredictRequest.model_validate(parse_json(body))
     except ValidationError as exc:
         raise Unprocessable(
             'the body must be {"inputs": [...], "top_k": k}',
             errors=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:MAX_LISTED]],
         ) from exc
-    _check_count(len(parsed.inputs), max_inputs)
+    if len(parsed.inputs) > max_inputs:
+        raise PayloadTooLarge(
+            f"the request holds {len(parsed.inputs)} inputs, over the limit of {max_inputs} "
+            "per request"
+        )
     return json_to_inputs(parsed.inputs, spec), parsed.top_k
 
 
-def _check_count(count: int, max_inputs: int) -> None:
-    if count > max_inputs:
-        raise PayloadTooLarge(
-            f"the request holds {count} inputs, over the limit of {max_inputs} per request"
-        )
-
-
 def _image_inputs(
-    files: list[tuple[str, bytes]], max_pixels: int, spec: InputSpec
+    files: list[tuple[str, bytes]], top_k: int, max_pixels: int, spec: InputSpec
 ) -> tuple[Tensor, int]:
-    return images_to_inputs(files, spec, max_pixels), 5
+    return images_to_inputs(files, spec, max_pixels), top_k
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def _read_inputs(request: Request, state: AppState) -> InputsOf:
+async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> InputsOf:
     """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, to
     run off the event loop."""
-    kind = _media_type(request)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     settings = state.settings
-    limit = settings.max_predict_bytes
+    limit, max_pixels = settings.max_predict_bytes, settings.max_image_pixels
     if kind == "application/json":
-        return partial(_json_inputs, await read_body(request, limit), settings.max_predict_inputs)
+        body = await read_body(request, limit)
+        return partial(_json_inputs, body, settings.max_predict_inputs)
     if kind == "multipart/form-data":
-        files = await _read_images(request, limit, settings.max_predict_inputs)
-        return partial(_image_inputs, files, settings.max_image_pixels)
+        files, top_k = await _read_form(request, limit, settings.max_predict_inputs)
+        return partial(_image_inputs, files, top_k, max_pixels)
+    if kind.startswith("image/"):
+        image = ("body", await read_body(request, limit))
+        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, max_pixels)
     raise UnsupportedMediaType(
-        f"send application/json or multipart/form-data images in 'files', not {kind or 'nothing'}"
+        "send application/json, multipart/form-data images in 'files', or one image as the "
+        f"body (image/jpeg, image/png, ...), not {kind or 'nothing'}"
     )
 
 
+@dataclass(frozen=True)
+class _Query:
+    label_space: int | None
+    version: int | None
+    top_k: int | None
+
+
 def _label_space(
-    session: Session, name: str, version: int | None, served: ServedModel
+    state: AppState, name: str, version: int | None, served: ServedModel
 ) -> tuple[int, int]:
     """(release version, number of classes) of the label space to answer in."""
     if version is None:
         return served.version, len(served.labels)
-    release = releases.get_release(session, releases.get_deployment(session, name), version)
-    if tuple(release.labels) != served.labels[: len(release.labels)]:
+    with state.sessions() as session:
+        deployment = releases.get_deployment(session, name)
+        labels = tuple(releases.get_release(session, deployment, version).labels)
+    if labels != served.labels[: len(labels)]:
         raise Conflict(
             f"release {version}'s labels are not a prefix of the served release "
             f"{served.version}'s labels; it cannot answer in that label space"
         )
-    return version, len(release.labels)
+    return version, len(labels)
 
 
 def _answer(
-    session: Session, name: str, label_space: int | None, result: BatchResult, top_k: int
-) -> PredictResponse:
-    version, classes = _label_space(session, name, label_space, result.served)
+    state: AppState, name: str, label_space: int | None, result: BatchResult, top_k: int
+) -> Response:
+    """The answer, rendered here (in a worker thread): `PredictResponse`'s shape."""
+    version, classes = _label_space(state, name, label_space, result.served)
     answers = predictions(result.logits[:, :classes], result.served.labels[:classes], top_k)
-    return PredictResponse(release=result.served.version, label_space=version, predictions=answers)
+    body = {"release": result.served.version, "label_space": version, "predictions": answers}
+    return json_response(body)
 
 
-async def _served(state: AppState, session: Session, name: str) -> ServedModel:
-    """The deployment's loaded release; 404 for no such deployment, 503 while none is loaded."""
-    try:
-        return state.registry.holder(name).current()
-    except NotLoaded as exc:
-        await anyio.to_thread.run_sync(releases.get_deployment, session, name)
-        raise ServiceUnavailable(f"deployment {name!r} has no release loaded") from exc
-
-
-async def _predict(
-    name: str, request: Request, state: AppState, session: Session, label_space: int | None
-) -> PredictResponse:
-    started = time.perf_counter()
-    served = await _served(state, session, name)
-    inputs_of = await _read_inputs(request, state)
-    inputs, top_k = await anyio.to_thread.run_sync(inputs_of, served.spec)
-    result = await state.registry.batcher(name).submit(inputs)
-    # never waits: a sample goes on a bounded queue that drops when full
-    state.shadows.offer(name, inputs, result.logits, result.served.spec)
-    response = await anyio.to_thread.run_sync(_answer, session, name, label_space, result, top_k)
-    _observe(state, name, result, len(inputs), time.perf_counter() - started)
-    return response
-
-
-def _observe(state: AppState, name: str, result: BatchResult, count: int, seconds: float) -> None:
-    release = str(result.served.version)
-    state.metrics.predictions.labels(name, release).inc(count)
-    state.metrics.predict_latency.labels(name, release).observe(seconds)
-    state.metrics.batch_size.labels(name, release).observe(result.batch_size)
+async def _predict(name: str, request: Request, key: Principal, query: _Query) -> Response:
+    state: AppState = request.app.state.mpt
+    clock = deadline(request.headers, state.settings.request_deadline_ms)
+    chosen = await target(state, key, name, query.version)
+    with chosen.batcher.arriving_request():
+        inputs_of = await _read_inputs(request, state, query.top_k)
+        inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
+    result = await chosen.run(state, inputs, clock)
+    label_space = query.label_space
+    return await anyio.to_thread.run_sync(_answer, state, name, label_space, result, top_k)
 
 
 LabelSpace = Annotated[
@@ -189,6 +191,19 @@ LabelSpace = Annotated[
         description="answer in this older release's label space (argmax over its classes only)",
     ),
 ]
+Version = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=INT64_MAX,
+        description="predict with this release, active or not (a release that is not active "
+        "needs the admin scope, or MPT_PREDICT_ANY_RELEASE)",
+    ),
+]
+TopK = Annotated[
+    int | None,
+    Query(ge=1, le=100, description="with one image as the body: how many best labels"),
+]
 
 
 @router.post(
@@ -197,22 +212,24 @@ LabelSpace = Annotated[
 async def predict_named(
     name: str,
     request: Request,
-    state: StateDep,
-    session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
-) -> PredictResponse:
-    """Predict with a deployment's active release. Scope: predict."""
-    return await _predict(name, request, state, session, label_space)
+    version: Version = None,
+    top_k: TopK = None,
+) -> Response:
+    """Predict with a deployment's active release (or `?version=`). Scope: predict."""
+    return await _predict(name, request, key, _Query(label_space, version, top_k))
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY_DOC)
 async def predict_default(
     request: Request,
     state: StateDep,
-    session: SessionDep,
     key: PredictKey,
     label_space: LabelSpace = None,
-) -> PredictResponse:
+    version: Version = None,
+    top_k: TopK = None,
+) -> Response:
     """Predict with the default deployment (MPT_DEFAULT_DEPLOYMENT). Scope: predict."""
-    return await _predict(state.settings.default_deployment, request, state, session, label_space)
+    query = _Query(label_space, version, top_k)
+    return await _predict(state.settings.default_deployment, request, key, query)

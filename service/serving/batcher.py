@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from service.errors import Conflict
+from service.errors import Conflict, DeadlineExceeded, Overloaded
 from service.serving.background import Background
 from service.serving.holder import ModelHolder, ServedModel
 
@@ -18,6 +21,13 @@ __all__ = ["BatchResult", "InputMismatch", "MicroBatcher"]
 class InputMismatch(Conflict):
     """The inputs no longer fit the served model (a release with another input shape was
     promoted while the request waited)."""
+
+
+def _expired(seconds: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"the request waited past its deadline of {1000 * seconds:.0f} ms for a forward pass "
+        "and was dropped"
+    )
 
 
 @dataclass(frozen=True)
@@ -33,49 +43,109 @@ class BatchResult:
 class _Pending:
     inputs: Tensor  # (n, C, H, W) model-ready floats
     future: asyncio.Future[BatchResult] = field(repr=False)
+    deadline: float  # event-loop time past which the forward pass is skipped
+    budget: float  # the seconds the request was given, for its error message
 
 
 class MicroBatcher:
     """Collects requests for up to `max_wait` seconds or `max_size` inputs, then runs one
-    forward pass off the event loop and hands each request its slice."""
+    forward pass off the event loop and hands each request its slice.
 
-    def __init__(self, holder: ModelHolder, max_size: int = 64, max_wait: float = 0.005) -> None:
+    At most `max_queue` inputs are in the batcher (waiting or in a forward pass): a request
+    that would go past it is refused at once (`Overloaded`, 503). A request still waiting at
+    its deadline is dropped before the forward pass (`DeadlineExceeded`, 504).
+    """
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        max_size: int = 64,
+        max_wait: float = 0.005,
+        max_queue: int = 1024,
+    ) -> None:
         self.holder, self.max_size, self.max_wait = holder, max_size, max_wait
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.max_queue = max_queue
+        self.pending = 0  # inputs accepted and not yet answered
+        self.arriving = 0  # requests reading their inputs, to be submitted soon
+        self._waiting: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
         self._loop = Background(self._run)
 
     def start(self) -> None:
         self._loop.start()
 
+    @contextlib.contextmanager
+    def arriving_request(self) -> Iterator[None]:
+        """Around reading a request's inputs: while any request is on its way, a batch
+        waits (up to `max_wait`) for it; when none is, a batch runs at once, so a lone
+        request pays no batching delay."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
+            self._arrived.set()
+
     async def stop(self) -> None:
         await self._loop.stop()
 
-    async def submit(self, inputs: Tensor) -> BatchResult:
-        """Queue `inputs` (n, C, H, W) and wait for their logits."""
+    async def submit(self, inputs: Tensor, timeout: float = 30.0) -> BatchResult:
+        """Queue `inputs` (n, C, H, W) and wait at most `timeout` seconds for their logits."""
+        if self.pending and self.pending + len(inputs) > self.max_queue:
+            raise Overloaded(
+                f"{self.pending} inputs are waiting for a forward pass; {len(inputs)} more would "
+                f"pass the limit of {self.max_queue}",
+                retry_after=1,
+            )
+        if timeout <= 0:
+            raise _expired(timeout)
         self.start()
-        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(inputs, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BatchResult] = loop.create_future()
+        self.pending += len(inputs)
+        future.add_done_callback(lambda _: self._answered(len(inputs)))
+        self._waiting.append(_Pending(inputs, future, loop.time() + timeout, timeout))
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()
+            future.cancel()  # the batcher skips it
+            raise _expired(timeout) from None
 
-    async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        size = len(batch[0].inputs)
-        deadline = asyncio.get_running_loop().time() + self.max_wait
-        while size < self.max_size:
-            timeout = deadline - asyncio.get_running_loop().time()
-            if timeout <= 0:
-                break
-            try:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                break
+    def _answered(self, count: int) -> None:
+        self.pending -= count
+
+    def _take(self, batch: list[_Pending], size: int) -> int:
+        """Move waiting requests into `batch` while it has room; returns its new size."""
+        while self._waiting and size < self.max_size:
+            item = self._waiting.popleft()
             batch.append(item)
             size += len(item.inputs)
+        return size
+
+    async def _collect(self) -> list[_Pending]:
+        """The next batch: the waiting requests and, while others are on their way, those
+        that arrive within `max_wait`, up to `max_size` inputs. Waiting is on an event, so
+        no request is lost to a cancelled `get`."""
+        while not self._waiting:
+            self._arrived.clear()
+            await self._arrived.wait()
+        batch: list[_Pending] = []
+        size = self._take(batch, 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while self.arriving and size < self.max_size and (timeout := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+            size = self._take(batch, size)
         return batch
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            batch = _drop_expired(await self._collect(), asyncio.get_running_loop().time())
             try:
                 served = self.holder.current()
                 batch = _drop_mismatched(batch, served)
@@ -98,6 +168,19 @@ class MicroBatcher:
 def _forward(served: ServedModel, batch: list[_Pending]) -> tuple[Tensor, Tensor]:
     stacked = torch.cat([item.inputs for item in batch])  # (N, C, H, W)
     return stacked, served.logits(stacked)
+
+
+def _drop_expired(batch: list[_Pending], now: float) -> list[_Pending]:
+    """The requests still waiting for their answer and within their deadline."""
+    kept = []
+    for item in batch:
+        if item.future.done():
+            continue
+        if now >= item.deadline:
+            item.future.set_exception(_expired(item.budget))
+        else:
+            kept.append(item)
+    return kept
 
 
 def _drop_mismatched(batch: list[_Pending], served: ServedModel) -> list[_Pending]:

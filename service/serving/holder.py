@@ -8,10 +8,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from core.settings import ServingDevice
 from mpt.errors import PackageError
 from mpt.io import InputSpec, check_outputs
 
-__all__ = ["ModelHolder", "NotLoaded", "ServedModel"]
+__all__ = ["ModelHolder", "NotLoaded", "ServedModel", "serving_device"]
+
+
+def serving_device(setting: ServingDevice) -> torch.device:
+    """The device models are served on: `auto` takes CUDA when this process sees one."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("MPT_SERVING_DEVICE=cuda, but this process sees no CUDA device")
+    return torch.device(setting)
 
 
 class NotLoaded(RuntimeError):
@@ -31,8 +41,9 @@ class ServedModel:
 
     @torch.inference_mode()
     def logits(self, inputs: Tensor) -> Tensor:
-        """Logits (N, C) as float32 on the CPU for model-ready float inputs (N, C, H, W)."""
-        logits: Tensor = self.model(inputs.to(self.device))
+        """Logits (N, C) as float32 on the CPU for model-ready float inputs (N, C, H, W) on
+        the CPU: the batch goes to the model's device in one copy and comes back in one."""
+        logits: Tensor = self.model(inputs.to(self.device, non_blocking=True))
         return logits.float().cpu()
 
     def warm_up(self) -> None:

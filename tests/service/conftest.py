@@ -9,8 +9,9 @@ backend and the `problem` check come from tests/conftest.py.
 from __future__ import annotations
 
 import io
+import subprocess
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ import torch
 from fastapi import FastAPI
 from PIL import Image
 
+from bench import servers
+from bench.servers import ADMIN as SERVER_ADMIN
 from core.settings import Settings
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.io import load_package, preprocess, save_package
@@ -247,3 +250,46 @@ async def live(api: Api, packages: Packages) -> Api:
     response = await api.register(packages.old, activate=True)
     assert response.status_code == 201, response.text
     return api
+
+
+# --- real uvicorn processes ------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A `uvicorn --factory service.app:create_app` process on a loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A client of this server sending the admin key."""
+        return httpx.Client(base_url=self.url, headers=SERVER_ADMIN, timeout=60, **kwargs)
+
+    def serve(self, package: Path, name: str = "default") -> None:
+        """Create deployment `name` and activate `package` as its release 1."""
+        servers.deploy(self.url, [package], name)
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start API processes configured only through MPT_* variables (`bench.servers`):
+    `start_server(port, var_dir=..., MPT_X="...")`; stopped after the test."""
+    started: list[servers.ApiProcess] = []
+
+    def start(port: int, var_dir: Path | None = None, **variables: str) -> Server:
+        try:
+            api = servers.start_api(var_dir or tmp_path / "var", port, **variables)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started.append(api)
+        return Server(api.url, api.process, api.log)
+
+    try:
+        yield start
+    finally:
+        servers.stop(started)

@@ -9,7 +9,7 @@ import torch
 
 pytestmark = pytest.mark.anyio
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready"}
 PATH_VALUES = {"name": "default", "version": "1"}
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
 import starlette.formparsers
 import torch
+from PIL import Image
 
 from mpt.io import load_package, preprocess
 
@@ -169,7 +171,7 @@ async def test_predict_invalid_json_is_422(live, problem) -> None:
     problem(response, 422)
 
 
-@pytest.mark.parametrize("kind", ["text/plain", "application/octet-stream", "image/png"])
+@pytest.mark.parametrize("kind", ["text/plain", "application/octet-stream", "video/mp4"])
 async def test_predict_other_content_type_is_415(live, problem, kind) -> None:
     response = await live.client.post("/predict", content=b"123", headers={"content-type": kind})
     problem(response, 415)
@@ -257,3 +259,48 @@ async def test_predict_uses_the_configured_default_deployment(start_api, package
     response = await api.predict(torch.zeros(1, 1, 8, 8), top_k=10)
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"][0]["top_k"]) == 10
+
+
+def _scores(response) -> list[tuple[int, float]]:
+    assert response.status_code == 200, response.text
+    return [(p["index"], round(p["score"], 5)) for p in response.json()["predictions"]]
+
+
+@pytest.mark.parametrize("kind", ["image/png", "image/x-anything"])
+async def test_predict_raw_image_body_matches_multipart(live, packages, make, kind) -> None:
+    image = make.png_of(packages.test_images(range(5), 1)[0])
+    raw = await live.client.post(
+        "/predict", content=image, headers={"content-type": kind}, params={"top_k": 2}
+    )
+    assert [len(p["top_k"]) for p in raw.json()["predictions"]] == [2]
+    assert _scores(raw) == _scores(await live.client.post("/predict", files=_images([image])))
+
+
+async def test_predict_raw_body_that_is_no_image_is_422(live, problem) -> None:
+    response = await live.client.post(
+        "/predict", content=b"GIF89a?", headers={"content-type": "image/gif"}
+    )
+    assert "not a decodable image" in problem(response, 422)["detail"]
+
+
+async def test_predict_multipart_top_k(live, make, problem) -> None:
+    files = _images([make.png(), make.png(seed=1)])
+    response = await live.client.post("/predict", files=files, data={"top_k": "3"})
+    assert [len(p["top_k"]) for p in response.json()["predictions"]] == [3, 3]
+    for bad in ("0", "101", "three"):
+        response = await live.client.post("/predict", files=files, data={"top_k": bad})
+        assert problem(response, 422)["errors"][0]["loc"] == ["body", "top_k"]
+
+
+async def test_predict_image_with_exif_orientation_is_turned_upright(live, packages) -> None:
+    upright = Image.fromarray(packages.test_images(range(5), 1)[0, 0].numpy(), "L")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera writes ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with the tag that says: turn it 90 degrees clockwise to view
+    tagged, plain = io.BytesIO(), io.BytesIO()
+    stored.save(tagged, "PNG", exif=exif)
+    upright.save(plain, "PNG")
+    headers = {"content-type": "image/png"}
+    got = await live.client.post("/predict", content=tagged.getvalue(), headers=headers)
+    want = await live.client.post("/predict", content=plain.getvalue(), headers=headers)
+    assert _scores(got) == _scores(want)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
 import anyio
+import httpx
 import pytest
 import torch
 
+from bench.servers import ADMIN, api_processes, deploy, make_package
+from bench.swap import SwapRun, run_swaps, stale_answers
 from core.models import Release
 from service.serving.registry import ServingRegistry
 
@@ -110,3 +114,57 @@ async def test_swap_rollback_reaches_another_api_process(start_api, packages) ->
     response = await first.client.post("/v1/deployments/default/rollback")
     assert response.status_code == 200
     await _eventually(lambda: second.state.registry.holder("default").current().version == 1)
+
+
+# --- under load, with real processes (bench/swap.py's load and checks) -----------------------
+
+
+def _swap_under_load(urls: list[str], swaps: int = 6) -> SwapRun:
+    body = {"inputs": [[[[0.0] * 32] * 32] * 3]}
+    return run_swaps(urls, clients=4, swaps=swaps, pause=0.2, steady=0.5, body=body)
+
+
+def _assert_every_answer_named_and_none_stale(run: SwapRun, swaps: int) -> None:
+    assert len(run.swaps) == swaps
+    assert [s.version for s in run.swaps] == [2, 1] * (swaps // 2)
+    assert len(run.answers) > 0
+    assert [a for a in run.answers if a.status != 200] == []
+    assert {a.release for a in run.answers} <= {1, 2}
+    assert stale_answers(run, lag=0.0, server=0) == []
+
+
+def test_swap_under_load_on_one_process(tmp_path) -> None:
+    packages = [make_package(tmp_path / f"r{i}.zip", "small_cnn", seed=i) for i in (1, 2)]
+    with api_processes(tmp_path / "var") as servers:
+        deploy(servers[0].url, packages)
+        run = _swap_under_load([servers[0].url])
+    _assert_every_answer_named_and_none_stale(run, 6)
+    assert {a.release for a in run.answers} == {1, 2}
+
+
+@pytest.mark.postgres
+def test_swap_under_load_on_two_processes_sharing_a_database(tmp_path, postgres_url) -> None:
+    packages = [make_package(tmp_path / f"r{i}.zip", "small_cnn", seed=i) for i in (1, 2)]
+    database = postgres_url.render_as_string(hide_password=False)
+    variables = {"MPT_DATABASE_URL": database, "MPT_RELEASE_POLL_SECONDS": "0.2"}
+    with api_processes(tmp_path / "var", 2, **variables) as servers:
+        deploy(servers[0].url, packages)
+        run = _swap_under_load([s.url for s in servers])
+        final = run.swaps[-1].version
+        with httpx.Client(base_url=servers[1].url, headers=ADMIN, timeout=60) as other:
+            release = _release_once_settled(other, final)
+    _assert_every_answer_named_and_none_stale(run, 6)
+    assert {a.server for a in run.answers} == {0, 1}
+    assert release == final
+
+
+def _release_once_settled(client: httpx.Client, expected: int) -> int:
+    """The release a process answers with once it shows `expected` (or after a bound that
+    only turns a broken build into a failure)."""
+    deadline = time.monotonic() + 120
+    while True:
+        answer = client.post("/predict", json={"inputs": [[[[0.0] * 32] * 32] * 3]})
+        release: int = answer.json()["release"]
+        if release == expected or time.monotonic() > deadline:
+            return release
+        time.sleep(0.1)

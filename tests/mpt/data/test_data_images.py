@@ -68,3 +68,24 @@ def test_decode_image_refuses_junk_as_a_dataset_error(data: bytes) -> None:
 def test_decode_image_refuses_other_channel_counts() -> None:
     with pytest.raises(ImageError, match="1- or 3-channel"):
         decode_image(_encode(Image.new("L", (2, 2))), channels=4)
+
+
+def _tagged(image: Image.Image, orientation: int) -> bytes:
+    """`image` as a PNG whose EXIF says how a viewer must turn it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the Orientation tag
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("orientation", "turned"),
+    [(1, None), (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_270),
+     (8, Image.Transpose.ROTATE_90), (2, Image.Transpose.FLIP_LEFT_RIGHT)],
+)  # fmt: skip
+def test_decode_image_applies_exif_orientation(orientation: int, turned) -> None:
+    stored = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, "L")
+    upright = stored if turned is None else stored.transpose(turned)
+    pixels = decode_image(_tagged(stored, orientation))
+    assert pixels[0].numpy().tolist() == np.asarray(upright).tolist()

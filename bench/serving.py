@@ -1,0 +1,166 @@
+"""Throughput and latency of `/predict` and `/v2/models/{name}/infer` against a real
+`uvicorn` process on loopback, beside the bare model's forward pass in the same run.
+
+    python -m bench.serving --out docs/results/serving.md
+
+For each architecture: one API process with the default batching (64 inputs / 5 ms), one
+3x32x32 image per request as JSON, a closed-loop load generator (`bench.load`) in its own
+process at each concurrency. Then, with the server stopped, the bare forward pass at the
+mean batch size the batcher formed for each run, in this process with the same torch
+threads: the limit the service is compared with. `--torchserve` adds TorchServe, with the
+same weights and batching, when it is installed (see bench/torchserve/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from bench.servers import ADMIN, CIFAR_SPEC, api_processes, deploy, make_package, wait_ready
+from mpt.io import load_package
+
+ARCHS = ("small_cnn", "resnet18", "cifar_resnet18")
+AUTH = f"Authorization: {ADMIN['Authorization']}"
+
+
+def bodies(seed: int = 0) -> dict[str, bytes]:
+    """One normalised 3x32x32 input as the body of each route."""
+    torch.manual_seed(seed)
+    image = torch.randn(3, 32, 32)
+    v2 = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                      "data": image.flatten().tolist()}]}  # fmt: skip
+    return {
+        "/predict": json.dumps({"inputs": [image.tolist()]}).encode(),
+        "/v2/models/default/infer": json.dumps(v2).encode(),
+    }
+
+
+def load(url: str, body: Path, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """One closed-loop run of `bench.load` in its own process."""
+    command = [sys.executable, "-m", "bench.load", "--url", url, "--body", str(body),
+               "--concurrency", str(concurrency), "--seconds", str(seconds),
+               "--warmup", str(warmup), "--header", AUTH]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def batch_sizes(url: str) -> tuple[float, float]:
+    """(sum, count) of the batch sizes requests shared, from /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("mpt_predict_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("mpt_predict_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+@torch.inference_mode()
+def forward_rate(model: torch.nn.Module, batch: int, seconds: float = 3.0) -> float:
+    """Images per second of the bare forward pass at `batch` inputs."""
+    inputs = torch.randn(batch, CIFAR_SPEC.channels, CIFAR_SPEC.height, CIFAR_SPEC.width)
+    for _ in range(3):
+        model(inputs)
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        model(inputs)
+        runs += 1
+    return runs * batch / elapsed
+
+
+def bench_service(arch: str, folder: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    package = make_package(folder / f"{arch}.zip", arch)
+    rows = []
+    files = {}
+    for route, body in bodies().items():
+        files[route] = folder / f"{route.strip('/').replace('/', '-')}.json"
+        files[route].write_bytes(body)
+    with api_processes(folder / f"var-{arch}", 1) as (server,):
+        deploy(server.url, [package])
+        wait_ready([server.url])
+        for route in args.routes:
+            for concurrency in args.concurrency:
+                before = batch_sizes(server.url)
+                result = load(server.url + route, files[route], concurrency, args.seconds,
+                              args.warmup)  # fmt: skip
+                after = batch_sizes(server.url)
+                mean_batch = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                rows.append({"arch": arch, "server": "mpt", "route": route,
+                             "mean_batch": mean_batch, **result})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    model = load_package(package).model.eval()
+    for row in rows:
+        batch = max(1, round(row["mean_batch"]))
+        row["limit_batch"] = batch
+        row["limit_per_second"] = forward_rate(model, batch, args.limit_seconds)
+    return rows
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    limit = row.get("limit_per_second")
+    ratio = f"{row['per_second'] / limit:.2f}" if limit else "-"
+    batch = f"{row['mean_batch']:.1f}" if "mean_batch" in row else "-"
+    return [row["arch"], row["server"], f"`{row['route']}`", str(row["concurrency"]),
+            f"{row['per_second']:.0f}", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}",
+            str(row["errors"]), batch, f"{limit:.0f}" if limit else "-", ratio]  # fmt: skip
+
+
+def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    head = [
+        "| arch | server | route | concurrency | images/s | p50 ms | p99 ms | errors "
+        "| mean batch | bare forward at that batch, images/s | service / bare |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines = ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    facts = [f"- {key}: {value}" for key, value in meta.items()]
+    return "\n".join([*facts, "", *head, *lines, ""])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS))
+    parser.add_argument("--routes", nargs="+", default=list(bodies()))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--limit-seconds", type=float, default=3.0)
+    parser.add_argument("--torchserve", action="store_true", help="also TorchServe if installed")
+    parser.add_argument("--out", type=Path, help="write the table (markdown) here")
+    args = parser.parse_args(argv)
+    meta = {"command": " ".join(["python -m bench.serving", *(argv or sys.argv[1:])]),
+            "load before": _uptime(), "torch threads": torch.get_num_threads(),
+            "cpus": os.cpu_count()}  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for arch in args.archs:
+            rows += bench_service(arch, Path(folder), args)
+            if args.torchserve:
+                from bench.torchserve import bench_torchserve
+
+                rows += bench_torchserve(arch, Path(folder), args)
+    meta["load after"] = _uptime()
+    table = render(rows, meta)
+    print(table)
+    if args.out is not None:
+        args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

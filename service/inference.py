@@ -1,0 +1,113 @@
+"""What every prediction route shares: which loaded release answers, the request's deadline,
+the wait for a forward pass, and the metrics of the answer.
+
+`/predict` and the Open Inference Protocol routes differ only in how they read inputs and
+write answers; both go through here, so they queue, time out and count alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import Headers
+from torch import Tensor
+
+from core import releases
+from service.auth import Principal, Scope
+from service.deps import AppState
+from service.errors import Forbidden, ServiceUnavailable, Unprocessable
+from service.serving.batcher import BatchResult, MicroBatcher
+from service.serving.holder import NotLoaded, ServedModel
+
+__all__ = ["DEADLINE_HEADER", "Deadline", "Target", "deadline", "target"]
+
+DEADLINE_HEADER = "x-request-deadline-ms"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a request arrived and how long it may wait for its answer."""
+
+    seconds: float
+    started: float = field(default_factory=time.perf_counter)
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.started)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The release that will answer (its spec shapes the inputs) and the batcher to queue on.
+    `pinned`: addressed by version, so it always answers with exactly that release."""
+
+    name: str
+    served: ServedModel
+    batcher: MicroBatcher
+    pinned: bool
+
+    async def run(self, state: AppState, inputs: Tensor, clock: Deadline) -> BatchResult:
+        """Queue `inputs` (N, C, H, W) until the deadline at most; record the answer."""
+        result = await self.batcher.submit(inputs, clock.left())
+        if not self.pinned:  # live traffic to the active release feeds its shadow, if any
+            state.shadows.offer(self.name, inputs, result.logits, result.served.spec)
+        release = str(result.served.version)
+        metrics = state.metrics
+        metrics.predictions.labels(self.name, release).inc(len(inputs))
+        metrics.predict_latency.labels(self.name, release).observe(
+            time.perf_counter() - clock.started
+        )
+        metrics.batch_size.labels(self.name, release).observe(result.batch_size)
+        return result
+
+
+def _deployment(sessions: sessionmaker[Session], name: str) -> None:
+    with sessions() as session:
+        releases.get_deployment(session, name)  # 404 when there is none
+
+
+async def target(state: AppState, principal: Principal, name: str, version: int | None) -> Target:
+    """The active release of deployment `name`, or its release `version`.
+
+    A version other than the one being served needs the `admin` scope, or `predict` with
+    `MPT_PREDICT_ANY_RELEASE`. 404 for no such deployment or release; 503 while none is
+    loaded.
+    """
+    registry = state.registry
+    loaded = registry.holder(name).loaded
+    if version is None or (loaded is not None and loaded.version == version):
+        if loaded is None:
+            await anyio.to_thread.run_sync(_deployment, state.sessions, name)
+            raise ServiceUnavailable(f"deployment {name!r} has no release loaded")
+        if version is None:
+            return Target(name, loaded, registry.batcher(name), pinned=False)
+    elif not (principal.allows(Scope.ADMIN) or state.settings.predict_any_release):
+        raise Forbidden(
+            f"release {version} of {name!r} is not the one being served; addressing it needs "
+            "the 'admin' scope (or MPT_PREDICT_ANY_RELEASE=true for predict keys)"
+        )
+    try:
+        served, batcher = await state.registry.pinned(name, version)
+    except NotLoaded as exc:  # evicted between loading and answering: rare, retryable
+        raise ServiceUnavailable(f"release {version} of {name!r} is being reloaded") from exc
+    return Target(name, served, batcher, pinned=True)
+
+
+def deadline(headers: Headers, limit_ms: float) -> Deadline:
+    """From now, how long a request may wait for its answer: `MPT_REQUEST_DEADLINE_MS`, or
+    less when the `X-Request-Deadline-Ms` header asks for less."""
+    raw = headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return Deadline(limit_ms / 1000)
+    try:
+        asked = float(raw)
+    except ValueError:
+        asked = -1.0
+    if not asked > 0 or asked == float("inf"):
+        raise Unprocessable(
+            f"header X-Request-Deadline-Ms must be a positive number of milliseconds, got {raw!r}",
+            errors=[{"loc": ["header", "X-Request-Deadline-Ms"], "msg": "positive number"}],
+        )
+    return Deadline(min(asked, limit_ms) / 1000)
