@@ -276,9 +276,9 @@ StartServer = Callable[..., Server]
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
+def start_process(tmp_path: Path) -> Iterator[StartServer]:
     """Start API processes configured only through MPT_* variables (`bench.servers`):
-    `start_server(port, var_dir=..., MPT_X="...")`; stopped after the test."""
+    `start_process(port, var_dir=..., MPT_X="...")`; stopped after the test."""
     started: list[servers.ApiProcess] = []
 
     def start(port: int, var_dir: Path | None = None, **variables: str) -> Server:

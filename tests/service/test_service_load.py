@@ -105,10 +105,10 @@ def _held_back(body: bytes, release: threading.Event) -> Iterator[bytes]:
     yield body[10:]
 
 
-def test_load_flooded_queue_is_503_with_retry_after(start_server, free_port, packages) -> None:
+def test_load_flooded_queue_is_503_with_retry_after(start_process, free_port, packages) -> None:
     # Two inputs may be in the batcher. While request A is still sending its body, the
     # batcher holds B's batch open for A; C, with two inputs, finds no room.
-    server = start_server(
+    server = start_process(
         free_port, MPT_BATCH_MAX_QUEUE="2", MPT_BATCH_MAX_SIZE="2", MPT_BATCH_MAX_WAIT_MS="600000"
     )
     server.serve(packages.old)

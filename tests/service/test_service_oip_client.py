@@ -10,8 +10,10 @@ http = pytest.importorskip("tritonclient.http", reason="the optional dev depende
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
 
 
-def test_oip_client_gets_the_same_predictions_as_predict(start_server, free_port, packages) -> None:
-    server = start_server(free_port)
+def test_oip_client_gets_the_same_predictions_as_predict(
+    start_process, free_port, packages
+) -> None:
+    server = start_process(free_port)
     server.serve(packages.old)
     inputs = packages.model_inputs(packages.old, range(5), 6).numpy()
     with server.client() as plain:

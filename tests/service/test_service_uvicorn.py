@@ -14,9 +14,9 @@ from bench.servers import ADMIN
 
 
 @pytest.fixture
-def server(start_server: Any, free_port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
+def server(start_process: Any, free_port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
     """One API process configured only through MPT_* variables."""
-    started = start_server(free_port)
+    started = start_process(free_port)
     return started.url, started.process, started.log
 
 
