@@ -5,12 +5,13 @@ from __future__ import annotations
 import anyio.from_thread
 from sqlalchemy.orm import Session
 
-from core import releases
-from core.models import Deployment, Release
+from core import lineage, releases
+from core.models import DatasetRecord, Deployment, Release
 from service.deps import AppState
 from service.errors import Unprocessable
+from service.schemas import GoldenImages
 
-__all__ = ["promote", "rollback"]
+__all__ = ["add_golden_images", "promote", "rollback"]
 
 
 def promote(
@@ -47,3 +48,20 @@ def rollback(
     session.commit()
     anyio.from_thread.run(state.registry.sync)
     return release
+
+
+def add_golden_images(
+    state: AppState, session: Session, deployment: Deployment, body: GoldenImages, actor: str
+) -> DatasetRecord:
+    """The deployment's golden set with `body`'s test images added (committed)."""
+    source = session.get(DatasetRecord, body.dataset_id)
+    if source is None:
+        raise Unprocessable(
+            f"dataset {body.dataset_id!r} does not exist",
+            errors=[{"loc": ["body", "dataset_id"], "msg": "no such dataset"}],
+        )
+    record = lineage.golden_from_images(
+        session, state.store, deployment, source, body.indices, actor
+    )
+    session.commit()
+    return record

@@ -84,6 +84,15 @@ class GoldenSet(BaseModel):
     dataset_id: str = Field(min_length=1, max_length=32)
 
 
+class GoldenImages(BaseModel):
+    """Test images of a dataset (by position, as flip reports list them) to keep right."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=32)
+    indices: list[int] = Field(min_length=1, max_length=500)
+
+
 class GoldenRead(BaseModel):
     dataset_id: str
     classes: list[str]

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
 from core import releases
 from core.models import FlipReportKind, Release, Scope
@@ -18,6 +19,7 @@ from service.dashboard.pages import PageRoute, render
 from service.deps import SessionDep, StateDep
 from service.errors import NotFound, Unprocessable
 from service.report_schemas import ShadowRead
+from service.schemas import GoldenImages
 from service.summaries import (
     deployment_overview,
     deployment_timeline,
@@ -192,6 +194,29 @@ def rollback_form(
     target = _version(to_version)
     release = actions.rollback(state, session, deployment, seen.principal.name, target)
     return _back(name, f"rolled back: v{release.version} is active")
+
+
+@router.post("/deployments/{name}/golden")
+def golden_form(
+    name: str,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    csrf: Token = "",
+    dataset_id: Annotated[str, Form(max_length=32)] = "",
+    index: Annotated[list[int] | None, Form()] = None,
+) -> Response:
+    seen = admin_viewer(request, state, csrf)
+    try:
+        body = GoldenImages(dataset_id=dataset_id, indices=index or [])
+    except ValidationError as exc:
+        raise Unprocessable("check from 1 to 500 images to add to the must-not-flip set") from exc
+    deployment = releases.get_deployment(session, name)
+    record = actions.add_golden_images(state, session, deployment, body, seen.principal.name)
+    total = sum(record.counts.get("test", {}).values())
+    added = len(body.indices)
+    query = urlencode({"notice": f"{added} images added: the must-not-flip set holds {total}"})
+    return RedirectResponse(f"/dashboard/deployments/{name}?{query}", status_code=303)
 
 
 def _shadow(session: SessionDep, release: Release) -> ShadowRead | None:

@@ -6,9 +6,18 @@ from fastapi import APIRouter
 
 from core import lineage
 from core.models import DatasetRecord
-from service.deps import AdminKey, DeploymentDep, ReadKey, ReleaseDep, SessionDep, scope_doc
+from service import actions
+from service.deps import (
+    AdminKey,
+    DeploymentDep,
+    ReadKey,
+    ReleaseDep,
+    SessionDep,
+    StateDep,
+    scope_doc,
+)
 from service.errors import NotFound, Unprocessable
-from service.schemas import GoldenRead, GoldenSet, ReleaseRead
+from service.schemas import GoldenImages, GoldenRead, GoldenSet, ReleaseRead
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["lineage"])
 
@@ -57,6 +66,16 @@ def set_golden(
     lineage.set_golden(session, deployment, record, key.name)
     session.commit()
     return _golden_read(record)
+
+
+@router.post("/golden/images", response_model=GoldenRead, openapi_extra=scope_doc("admin"))
+def add_golden_images(
+    body: GoldenImages, state: StateDep, session: SessionDep, key: AdminKey,
+    deployment: DeploymentDep,
+) -> GoldenRead:  # fmt: skip
+    """Add test images of a dataset, by position (as a flip report lists its flipped images),
+    to the deployment's must-not-flip set, making one if there is none. Scope: admin."""
+    return _golden_read(actions.add_golden_images(state, session, deployment, body, key.name))
 
 
 @router.get("/golden", response_model=GoldenRead, openapi_extra=scope_doc("read"))

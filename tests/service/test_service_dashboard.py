@@ -332,3 +332,35 @@ async def test_class_names_cannot_inject_markup(start_api) -> None:
         assert page.status_code == 200
         assert "<script>alert" not in page.text and "<img src=x" not in page.text
         assert "&lt;script&gt;alert" in page.text
+
+
+async def test_golden_set_from_checked_flipped_images(api, history) -> None:
+    report = await _json(api, "/v1/deployments/demo/releases/3/report")
+    picked = [f["index"] for f in report["reports"]["candidate"]["report"]["flipped"][:3]]
+    admin, key = await _logged_in(api, "admin")
+    async with admin:
+        page = (await admin.get(f"{DASH}/releases/3")).text
+        assert page.count('name="index"') == len(
+            report["reports"]["candidate"]["report"]["flipped"]
+        )
+        before = (await _json(api, "/v1/deployments/demo/golden"))["images"]
+        form = {"csrf": csrf_token(key), "dataset_id": history.dataset_id}
+        done = await admin.post(f"{DASH}/golden", data={**form, "index": [str(i) for i in picked]})
+        assert done.status_code == 303, done.text
+        empty = await admin.post(f"{DASH}/golden", data=form)
+        assert empty.status_code == 422
+    golden = await _json(api, "/v1/deployments/demo/golden")
+    assert golden["images"] == before + len(picked)
+    test = np.load(api.state.store.path(_artifact(api, golden["dataset_id"])))["x_test"]
+    with np.load(api.state.store.path(_artifact(api, history.dataset_id))) as source:
+        assert np.array_equal(test[-len(picked) :], source["x_test"][picked])
+
+
+async def test_golden_images_api_refuses_what_is_not_there(api, history, problem) -> None:
+    url = "/v1/deployments/demo/golden/images"
+    body = {"dataset_id": history.dataset_id, "indices": [10_000]}
+    assert "not [10000]" in problem(await api.client.post(url, json=body), 409)["detail"]
+    problem(await api.client.post(url, json={"dataset_id": "nope", "indices": [0]}), 422)
+    problem(await api.client.post(url, json={"dataset_id": history.dataset_id, "indices": []}), 422)
+    reader = api.key("read")
+    problem(await api.client.post(url, json=body, headers=reader), 403)
