@@ -30,7 +30,9 @@ class ProgressBar(Hooks):
                 leave=False,
                 initial=stats.epoch * stats.steps + stats.step,
             )
-        self._bar.update(1)
+        # The trainer may report every few steps only (on a GPU it reads the loss back every
+        # 25): move the bar to the step reached, not one step on.
+        self._bar.update(stats.epoch * stats.steps + stats.step + 1 - self._bar.n)
         self._bar.set_postfix(epoch=stats.epoch + 1, loss=f"{stats.loss:.3f}", refresh=False)
 
     def on_epoch_end(self, stats: EpochStats) -> None:
