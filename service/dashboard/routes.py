@@ -20,13 +20,8 @@ from service.deps import SessionDep, StateDep
 from service.errors import NotFound, Unprocessable
 from service.report_schemas import ShadowRead
 from service.schemas import GoldenImages
-from service.summaries import (
-    deployment_overview,
-    deployment_timeline,
-    latest_shadow,
-    release_report,
-    shadow_read,
-)
+from service.shadow_summary import latest_shadow, shadow_read
+from service.summaries import deployment_overview, deployment_timeline, release_report
 
 router = APIRouter(prefix="/dashboard", route_class=PageRoute, include_in_schema=False)
 

@@ -10,7 +10,7 @@ from core.models import Release
 from service.deps import AdminKey, ReadKey, ReleaseDep, SessionDep, StateDep, scope_doc
 from service.errors import NotFound
 from service.report_schemas import ShadowRead, ShadowStart
-from service.summaries import latest_shadow, shadow_read
+from service.shadow_summary import latest_shadow, shadow_read
 
 router = APIRouter(prefix="/v1/deployments/{name}/releases/{version}", tags=["shadow"])
 
