@@ -14,17 +14,20 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import releases
-from core.storage import UploadTooLargeError
+from core.storage import StorageFullError, StorageUnwritableError, UploadTooLargeError
 
 __all__ = [
     "CORE_PROBLEMS",
+    "DATABASE_DOWN",
     "MAX_LISTED",
     "TOO_DEEP",
     "Conflict",
     "Forbidden",
+    "InsufficientStorage",
     "NotFound",
     "PayloadTooLarge",
     "ProblemError",
@@ -85,6 +88,10 @@ class ServiceUnavailable(ProblemError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
 
+class InsufficientStorage(ProblemError):
+    status, title, slug = 507, "Insufficient storage", "insufficient-storage"
+
+
 TOO_DEEP = "the JSON body is nested too deeply to parse (bodies of this API nest a few levels)"
 
 
@@ -108,9 +115,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "5"}}
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = _HEADERS.get(exc.status)
     return problem_response(exc.status, exc.title, exc.detail, exc.slug, exc.errors, headers)
 
 
@@ -119,11 +129,19 @@ def _too_large(exc: Exception) -> ProblemError:
     return PayloadTooLarge(f"the upload is over the limit of {exc.limit} bytes")
 
 
+DATABASE_DOWN = "the database is unreachable; the request changed nothing, retry shortly"
+
 CORE_PROBLEMS: dict[type[Exception], Callable[[Exception], ProblemError]] = {
     releases.NotFoundError: lambda exc: NotFound(str(exc)),
     releases.ConflictError: lambda exc: Conflict(str(exc)),
     releases.GateRefusedError: lambda exc: Conflict(str(exc)),
     UploadTooLargeError: _too_large,
+    StorageFullError: lambda exc: InsufficientStorage(f"{exc}; the upload was not kept"),
+    StorageUnwritableError: lambda exc: ServiceUnavailable(f"{exc}; the upload was not kept"),
+    # Connection failures; a constraint violation (IntegrityError) is a bug and stays a 500.
+    sa_exc.OperationalError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
+    sa_exc.InterfaceError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
+    sa_exc.TimeoutError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
 }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core import audit, releases
 from core.models import DatasetRecord
 from core.settings import Settings
-from core.storage import StagedUpload
+from core.storage import StagedUpload, storage_errors
 from mpt.data import ImageDataset, save_npz
 from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
 from service.errors import Unprocessable
@@ -96,7 +96,7 @@ class _Upload:
 
 
 def _store_decoded(state: AppState, dataset: ImageDataset) -> str:
-    with tempfile.TemporaryDirectory(dir=state.store.root) as folder:
+    with storage_errors(), tempfile.TemporaryDirectory(dir=state.store.root) as folder:
         path = save_npz(dataset, Path(folder) / "dataset.npz")
         return state.store.put_file(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlalchemy.exc import DBAPIError
 
 from service.deps import StateDep
 from service.schemas import Health
@@ -18,8 +19,13 @@ def get_health() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 def get_ready(state: StateDep, response: Response) -> Health:
-    """Readiness: every deployment with an active release has it loaded. No key needed."""
-    loaded = state.registry.readiness()
+    """Readiness: the database answers and every deployment with an active release has it
+    loaded. No key needed."""
+    try:
+        loaded = state.registry.readiness()
+    except DBAPIError:
+        response.status_code = 503
+        return Health(status="database unreachable")
     ready = all(loaded.values())
     if not ready:
         response.status_code = 503
