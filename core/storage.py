@@ -228,6 +228,14 @@ class LocalArtifactStore:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.root / "scratch" / _validate_name(name))
 
+    def blobs(self) -> Iterator[Path]:
+        """The file of every stored artifact, in sha256 order (not staging, scratch, references
+        or temporary files)."""
+        for folder in sorted(self.root.glob("??")):
+            for blob in sorted(folder.iterdir()):
+                if _SHA256.fullmatch(blob.name) and blob.name.startswith(folder.name):
+                    yield blob
+
     def remove_stale_temporaries(self, older_than_seconds: float = 24 * 3600.0) -> int:
         """Delete temporary files left by crashed writers; return how many went.
 

@@ -77,6 +77,19 @@ def _create_schema(admin: sa.Engine, schema: str) -> None:
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
     """A fresh schema (`<test package>_test_<hex>`) on the local PostgreSQL server, first on
     the connections' search path; dropped after the test."""
+    with _fresh_schema(request) as url:
+        yield url
+
+
+@pytest.fixture
+def other_postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
+    """A second fresh schema, for a test that moves data from one database to another."""
+    with _fresh_schema(request) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _fresh_schema(request: pytest.FixtureRequest) -> Iterator[URL]:
     base = make_url(POSTGRES_URL).update_query_dict({"connect_timeout": "5"})
     schema = f"{request.path.parent.name}_test_{uuid.uuid4().hex[:12]}"
     admin = make_engine(base, poolclass=sa.NullPool)
