@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env |= {"MPT_VAR_DIR": folder, "MPT_ADMIN_TOKEN": token, "MPT_EMBEDDED_WORKER": "false",
                 "MPT_LOG_LEVEL": "ERROR"}  # fmt: skip
         command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-                   "--port", str(port)]  # fmt: skip
+                   "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
         server = subprocess.Popen(command, env=env, cwd=folder)
         base_url = f"http://127.0.0.1:{port}"
         try:

@@ -21,10 +21,12 @@ from core import releases
 from core.storage import StorageFullError, StorageUnwritableError, UploadTooLargeError
 
 __all__ = [
+    "API_PROBLEMS",
     "CORE_PROBLEMS",
     "DATABASE_DOWN",
     "MAX_LISTED",
     "TOO_DEEP",
+    "UPLOAD_PROBLEMS",
     "Conflict",
     "Forbidden",
     "InsufficientStorage",
@@ -37,6 +39,7 @@ __all__ = [
     "UnsupportedMediaType",
     "install_handlers",
     "problem_response",
+    "problem_responses",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -193,6 +196,36 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         "the server failed to answer; the error was logged",
         "internal",
     )
+
+
+_MEANINGS = {
+    400: "the body cannot be parsed",
+    401: "no valid API key",
+    403: "the key lacks the scope the operation needs",
+    404: "no such deployment, release, job, dataset or key",
+    409: "the request contradicts the current state",
+    413: "the body, or what it unpacks to, is over a limit",
+    415: "the body's media type is not accepted",
+    422: "the request is malformed or hostile; `detail` and `errors` say what is wrong",
+    503: "the database, the job queue or the artifact store is unreachable, or nothing is "
+    "loaded yet; retry after `Retry-After` seconds",
+    507: "the artifact store is full",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting problem answers with these statuses."""
+    from service.schemas import Problem
+
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": _MEANINGS[status], "content": {PROBLEM_JSON: {"schema": schema}}}
+        for status in statuses
+    }
+
+
+API_PROBLEMS = (400, 401, 403, 404, 409, 422, 503)
+UPLOAD_PROBLEMS = (*API_PROBLEMS, 413, 415, 507)
 
 
 def install_handlers(app: FastAPI) -> None:

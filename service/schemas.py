@@ -76,7 +76,18 @@ class DeploymentRead(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`force` needs a written `reason` (the schema says so with if/then)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"force": {"const": True}}, "required": ["force"]},
+            "then": {
+                "required": ["reason"],
+                "properties": {"reason": {"type": "string", "pattern": r"\S"}},
+            },
+        },
+    )
 
     force: bool = False
     reason: str | None = Field(None, max_length=2000)
@@ -207,3 +218,15 @@ class AuditRead(BaseModel):
     release_version: int | None
     job_id: str | None
     detail: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(examples=["urn:mpt:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="per field or per input problems, at most 100"
+    )

@@ -17,13 +17,15 @@ from core.settings import Settings
 from core.storage import StagedUpload, storage_errors
 from mpt.data import ImageDataset, save_npz
 from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import Unprocessable
+from service.errors import UPLOAD_PROBLEMS, Unprocessable, problem_responses
 from service.ingest.archives import ArchiveLimits
 from service.ingest.datasets import IngestOptions, read_dataset
 from service.schemas import DatasetRead
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(
+    prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(*UPLOAD_PROBLEMS)
+)
 
 
 def _parse_size(resize: str | None, max_pixels: int) -> tuple[int, int] | None:

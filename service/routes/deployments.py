@@ -8,9 +8,12 @@ from fastapi import APIRouter
 from core import releases
 from core.models import Deployment
 from service.deps import AdminKey, DeploymentDep, ReadKey, SessionDep, scope_doc
+from service.errors import API_PROBLEMS, problem_responses
 from service.schemas import DeploymentCreate, DeploymentRead, ListOf, ReleaseRead
 
-router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+router = APIRouter(
+    prefix="/v1/deployments", tags=["deployments"], responses=problem_responses(*API_PROBLEMS)
+)
 
 
 def deployment_read(deployment: Deployment) -> DeploymentRead:

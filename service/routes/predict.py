@@ -25,11 +25,13 @@ from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
 from service.errors import (
     MAX_LISTED,
     TOO_DEEP,
+    UPLOAD_PROBLEMS,
     Conflict,
     PayloadTooLarge,
     ServiceUnavailable,
     Unprocessable,
     UnsupportedMediaType,
+    problem_responses,
 )
 from service.schemas import INT64_MAX, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
@@ -37,7 +39,7 @@ from service.serving.holder import NotLoaded, ServedModel
 from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
 from service.uploads import parse_multipart, read_body
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], responses=problem_responses(*UPLOAD_PROBLEMS))
 
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {

@@ -22,10 +22,16 @@ from mpt import methods, models
 from mpt.biases import BiasSweep
 from mpt.errors import MPTError
 from service.deps import AdminKey, DeploymentDep, JobDep, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import Conflict, ServiceUnavailable, Unprocessable
+from service.errors import (
+    API_PROBLEMS,
+    Conflict,
+    ServiceUnavailable,
+    Unprocessable,
+    problem_responses,
+)
 from service.schemas import UpgradeCreate, UpgradeRead
 
-router = APIRouter(tags=["upgrades"])
+router = APIRouter(tags=["upgrades"], responses=problem_responses(*API_PROBLEMS))
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 

@@ -60,3 +60,28 @@ async def test_core_error_becomes_a_problem(which, problem) -> None:
         assert body["detail"] == f"{UNWRITABLE}; the upload was not kept"
     else:
         assert body["detail"] == EXPECTED.get(status, str(error))
+
+
+async def test_openapi_documents_the_problem_answers_of_every_protected_operation(api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    checked = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if "x-required-scope" not in operation:
+                continue
+            for status in ("401", "403", "422", "503"):
+                content = operation["responses"][status]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, status)
+                schema = content["application/problem+json"]["schema"]
+                assert set(schema["required"]) == {"type", "title", "status", "detail"}
+            checked += 1
+    uploads = spec["paths"]["/v1/datasets"]["post"]["responses"]
+    assert {"413", "415", "507"} <= set(uploads)
+    assert checked >= 15
+
+
+async def test_openapi_says_a_forced_promotion_needs_a_reason(api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    promote = spec["components"]["schemas"]["PromoteRequest"]
+    assert promote["if"]["properties"]["force"] == {"const": True}
+    assert promote["then"]["required"] == ["reason"]
