@@ -7,12 +7,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core import db
 from core.models import Scope
@@ -45,10 +46,17 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sessions() -> sessionmaker[Session]:
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on the configured database (migrated first); the engine goes with it."""
     settings = get_settings()
     db.migrate(settings.database_url)
-    return db.make_session_factory(db.make_engine(settings.database_url))
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _actor() -> str:
@@ -64,7 +72,7 @@ def _fail(command: str, exc: Exception) -> int:
 def _create_key(args: argparse.Namespace) -> int:
     from service.auth import create_key
 
-    with _sessions()() as session:
+    with _session() as session:
         try:
             key = create_key(session, args.name, args.scope or [Scope.ADMIN.value], _actor())
         except ValueError as exc:
@@ -82,7 +90,7 @@ def _when(moment: datetime | None) -> str:
 def _list_keys(args: argparse.Namespace) -> int:
     from service.auth import list_keys
 
-    with _sessions()() as session:
+    with _session() as session:
         rows = [
             (k.name, k.prefix, ",".join(k.scopes), _when(k.created_at), _when(k.last_used_at),
              _when(k.revoked_at))
@@ -98,7 +106,7 @@ def _list_keys(args: argparse.Namespace) -> int:
 def _revoke_key(args: argparse.Namespace) -> int:
     from service.auth import revoke_key
 
-    with _sessions()() as session:
+    with _session() as session:
         try:
             revoke_key(session, args.name, _actor())
         except (LookupError, ValueError) as exc:

@@ -274,3 +274,40 @@ def tcp_proxy() -> Iterator[Callable[[int], TcpProxy]]:
     yield make
     for proxy in proxies:
         proxy.cut()
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+CliRunner = Callable[..., CliRun]
+
+
+@pytest.fixture
+def mpt_service(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[CliRunner]:
+    """`mpt_service(settings, *args)`: run `mpt-service` in this process with `settings` as
+    its only `MPT_*` variables; returns its exit status and output."""
+    from core.settings import get_settings
+    from service.cli import main
+
+    def run(settings: dict[str, object], *args: str) -> CliRun:
+        for name in [k for k in os.environ if k.startswith("MPT_")]:
+            monkeypatch.delenv(name)
+        for key, value in settings.items():
+            monkeypatch.setenv(f"MPT_{key.upper()}", str(value))
+        get_settings.cache_clear()
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        finally:
+            get_settings.cache_clear()
+        out = capsys.readouterr()
+        return CliRun(code, out.out, out.err)
+
+    yield run
+    get_settings.cache_clear()

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,19 +18,8 @@ from core.storage import LocalArtifactStore
 
 pytestmark = pytest.mark.anyio
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "b" * 24
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _cli(settings: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
-    env |= {f"MPT_{k.upper()}": str(v) for k, v in settings.items()}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
 
 
 def _history(client: httpx.Client) -> list[tuple[str, str]]:
@@ -60,8 +46,15 @@ def _fill(client: httpx.Client, packages: Any, make: Any) -> None:
 
 @pytest.mark.postgres
 def test_backup_while_serving_and_writing_restores_a_whole_registry(
-    start_server, postgres_url: URL, other_postgres_url: URL, packages, make, tmp_path: Path
+    start_server,
+    postgres_url: URL,
+    other_postgres_url: URL,
+    packages,
+    make,
+    tmp_path: Path,
+    mpt_service,
 ) -> None:
+    _cli = mpt_service
     first = {
         "database_url": postgres_url.render_as_string(hide_password=False),
         "artifact_dir": tmp_path / "artifacts",
@@ -152,8 +145,9 @@ async def test_backup_of_sqlite_restores_and_refuses_a_non_empty_target(
 
 
 async def test_check_finds_rows_without_artifacts_and_artifacts_without_rows(
-    live, packages, tmp_path: Path
+    live, packages, tmp_path: Path, mpt_service
 ) -> None:
+    _cli = mpt_service
     settings = {"database_url": live.settings.database_url,
                 "artifact_dir": live.settings.artifact_dir}  # fmt: skip
     clean = _cli(settings, "check")

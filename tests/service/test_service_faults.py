@@ -155,6 +155,7 @@ def test_faults_full_disk_and_unwritable_store_refuse_uploads_and_keep_serving(
         assert response.status_code == 201 and response.json()["version"] == 2  # recovered
 
 
+@pytest.mark.soak
 def test_faults_api_killed_and_restarted_serves_the_active_release_again(
     server_spawner, packages, tmp_path: Path
 ) -> None:
@@ -184,6 +185,7 @@ def test_faults_api_killed_and_restarted_serves_the_active_release_again(
     print(f"\nAPI killed and restarted: healthy and serving after {restart:.2f} s")
 
 
+@pytest.mark.soak
 def test_faults_upload_cut_off_mid_body_leaves_nothing(
     start_server, packages, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from bench.fuzz_api import Caller, fuzz
 pytestmark = pytest.mark.fuzz
 
 TOKEN = "z" * 24
-EXAMPLES = 8  # per operation and generation mode (fits the suite's time budget)
+EXAMPLES = 5  # per operation and generation mode (fits the suite's time budget)
 
 
 def test_fuzz_schema_finds_no_5xx_no_shapeless_error_and_no_scope_bypass(
@@ -37,6 +37,6 @@ def test_fuzz_schema_finds_no_5xx_no_shapeless_error_and_no_scope_bypass(
     ]
     report = fuzz(server.url, callers, EXAMPLES)
     print(f"\nfuzz: {report.requests} requests in {report.seconds:.1f} s, {dict(report.statuses)}")
-    assert report.requests > 300
+    assert report.requests > 200
     assert report.findings == []
     assert server.process.poll() is None
