@@ -189,7 +189,13 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    chosen = getattr(request.state, "request_id", "-")
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={"fields": {"request_id": chosen}},
+    )
     return problem_response(
         500,
         "Internal server error",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,8 @@ from fastapi import Request, Response
 
 __all__ = ["configure_logging", "request_context"]
 
+# A client's request id is echoed and logged only if it is short and plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("service.access")
 
@@ -48,11 +51,14 @@ Next = Callable[[Request], Awaitable[Response]]
 def request_context(
     on_done: Callable[[Request, Response, float], None],
 ) -> Callable[[Request, Next], Awaitable[Response]]:
-    """Middleware: a request id (from `X-Request-ID` or new), an access log line, metrics."""
+    """Middleware: a request id (from `X-Request-ID` when it is 1-64 letters, digits or
+    `._:-`, else new), an access log line, metrics."""
 
     async def middleware(request: Request, call_next: Next) -> Response:
         incoming = request.headers.get("x-request-id", "")
-        token = request_id.set(incoming[:64] if incoming else uuid.uuid4().hex)
+        chosen = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request.state.request_id = chosen  # for the error handlers, which run outside
+        token = request_id.set(chosen)
         started = time.perf_counter()
         try:
             response = await call_next(request)

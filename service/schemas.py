@@ -33,7 +33,7 @@ def _gate_fields() -> dict[str, Any]:
 
 GatePolicy = create_model(
     "GatePolicy",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
     __doc__="The rules a candidate must pass before its release may become active.",
     **_gate_fields(),
 )
@@ -45,7 +45,7 @@ class ListOf(BaseModel, Generic[T]):
 
 
 class DeploymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=DEPLOYMENT_NAME_PATTERN, examples=["default"])
     gate: GatePolicy = Field(default_factory=GatePolicy)
@@ -80,6 +80,7 @@ class PromoteRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "if": {"properties": {"force": {"const": True}}, "required": ["force"]},
             "then": {
@@ -94,7 +95,7 @@ class PromoteRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     to_version: int | None = Field(None, ge=1, le=INT64_MAX)
 
@@ -114,7 +115,7 @@ class DatasetRead(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     inputs: list[Any] = Field(min_length=1, description="model-ready (C, H, W) arrays")
     top_k: int = Field(5, ge=1, le=100)
@@ -141,7 +142,7 @@ class Health(BaseModel):
 class UpgradeCreate(BaseModel):
     """An upgrade job: train the active release's successor on an extended dataset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset_id: str
     method: str = "mpt_kl"
@@ -183,7 +184,7 @@ KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-predict"])
     scopes: list[Literal["admin", "predict", "read"]] = Field(min_length=1, max_length=3)
