@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -82,11 +81,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         worker = EmbeddedWorker(settings) if settings.runs_embedded_worker else None
         if worker is not None:
             worker.start()
+            state.worker = worker
         try:
             yield
         finally:
             if worker is not None:
-                await asyncio.to_thread(worker.stop)
+                await worker.stop()
             await janitor.stop()
             await state.registry.stop()
             state.engine.dispose()

@@ -18,6 +18,7 @@ from core.models import DatasetRecord, Deployment, Release, UpgradeJob
 from core.settings import Settings
 from core.storage import LocalArtifactStore
 from service.auth import KeyCache, Principal
+from service.background import EmbeddedWorker
 from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
 from service.schemas import INT64_MAX
@@ -56,6 +57,7 @@ class AppState:
     metrics: ServiceMetrics
     celery: Celery
     keys: KeyCache
+    worker: EmbeddedWorker | None = None  # the supervised worker of the embedded default
 
 
 def get_state(request: Request) -> AppState:

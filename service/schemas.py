@@ -137,6 +137,9 @@ class PredictResponse(BaseModel):
 class Health(BaseModel):
     status: str
     deployments: dict[str, bool] = Field(default_factory=dict)
+    worker: str | None = Field(
+        None, description="the embedded worker: running, restarting or stopped (none: no worker)"
+    )
 
 
 class UpgradeCreate(BaseModel):
