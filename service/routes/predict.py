@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from torch import Tensor
 
 from core import releases
+from core.settings import Settings
 from mpt.io import InputSpec
 from service.deps import AppState, PredictKey, SessionDep, StateDep, scope_doc
 from service.errors import (
@@ -104,9 +105,9 @@ def _check_count(count: int, max_inputs: int) -> None:
 
 
 def _image_inputs(
-    files: list[tuple[str, bytes]], max_pixels: int, spec: InputSpec
+    files: list[tuple[str, bytes]], settings: Settings, spec: InputSpec
 ) -> tuple[Tensor, int]:
-    return images_to_inputs(files, spec, max_pixels), 5
+    return images_to_inputs(files, spec, settings.max_image_pixels, settings.max_predict_pixels), 5
 
 
 def _media_type(request: Request) -> str:
@@ -123,7 +124,7 @@ async def _read_inputs(request: Request, state: AppState) -> InputsOf:
         return partial(_json_inputs, await read_body(request, limit), settings.max_predict_inputs)
     if kind == "multipart/form-data":
         files = await _read_images(request, limit, settings.max_predict_inputs)
-        return partial(_image_inputs, files, settings.max_image_pixels)
+        return partial(_image_inputs, files, settings)
     raise UnsupportedMediaType(
         f"send application/json or multipart/form-data images in 'files', not {kind or 'nothing'}"
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mpt.data import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from mpt.data import DEFAULT_MAX_PIXELS, ImageError, decode_image, image_pixels
 from mpt.errors import DatasetError
 
 
@@ -68,3 +68,11 @@ def test_decode_image_refuses_junk_as_a_dataset_error(data: bytes) -> None:
 def test_decode_image_refuses_other_channel_counts() -> None:
     with pytest.raises(ImageError, match="1- or 3-channel"):
         decode_image(_encode(Image.new("L", (2, 2))), channels=4)
+
+
+def test_image_pixels_reads_the_header_only() -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 3000)).save(buffer, "PNG")
+    assert image_pixels(buffer.getvalue()) == 15_000_000
+    with pytest.raises(ImageError, match="not a decodable image"):
+        image_pixels(b"\x89PNG but not really")
