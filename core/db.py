@@ -44,6 +44,7 @@ MIGRATIONS_DIR = _migrations_dir()
 # How long a SQLite connection waits for another process's write lock before failing: the
 # API, its pollers and the worker all write to the same file in the embedded default.
 _SQLITE_BUSY_TIMEOUT_S = 30.0
+_PG_CONNECT_TIMEOUT_S = 5
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -75,7 +76,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     SQLite: foreign keys enforced on every connection, usable from any thread (the API runs
     inference and database calls in worker threads), a generous busy timeout; an in-memory
     database keeps one shared connection so every session sees the same tables.
-    PostgreSQL: psycopg 3, connections checked before use. `kwargs` go to `create_engine`.
+    PostgreSQL: psycopg 3, connections checked before use, a 5 s connect timeout unless the
+    URL sets one. `kwargs` go to `create_engine`.
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
@@ -93,6 +95,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
+        if "connect_timeout" not in parsed.query:  # an unreachable server fails, never hangs
+            parsed = parsed.update_query_dict({"connect_timeout": str(_PG_CONNECT_TIMEOUT_S)})
         return sa.create_engine(parsed, **kwargs)
     raise ValueError(f"database URL backend {backend!r} is not supported: use sqlite or postgresql")
 

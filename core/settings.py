@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     max_predict_inputs: int = Field(
         default=1024, gt=0, description="Most inputs (tensors or images) in one /predict request."
     )
+    max_predict_pixels: int = Field(
+        default=4 * 4096 * 4096,
+        gt=0,
+        description="Most pixels, all images together, one /predict request may decode.",
+    )
     batch_max_size: int = Field(
         default=64, gt=0, description="Micro-batching: most inputs in one forward pass."
     )

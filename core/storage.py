@@ -13,6 +13,7 @@ protocol.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
@@ -30,7 +32,10 @@ __all__ = [
     "LocalArtifactStore",
     "StagedUpload",
     "StorageError",
+    "StorageFullError",
+    "StorageUnwritableError",
     "UploadTooLargeError",
+    "storage_errors",
     "validate_sha256",
 ]
 
@@ -58,6 +63,32 @@ class UploadTooLargeError(StorageError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"upload exceeds the limit of {limit} bytes")
         self.limit = limit
+
+
+class StorageFullError(StorageError):
+    """The file system under the store is full (or a file size or quota limit was hit)."""
+
+
+class StorageUnwritableError(StorageError):
+    """The store cannot be written: permissions, a read-only or missing file system."""
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn the `OSError`s of writing into the store into `StorageFullError` or
+    `StorageUnwritableError`; the message says what happened, never where."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno in _FULL:
+            raise StorageFullError(f"the artifact store is full ({reason})") from exc
+        raise StorageUnwritableError(f"the artifact store cannot be written ({reason})") from exc
 
 
 def validate_sha256(sha256: str) -> str:
@@ -188,13 +219,22 @@ class LocalArtifactStore:
     def scratch(self, name: str) -> Path:
         """The working folder `<root>/scratch/<name>/`, created if missing."""
         folder = self.root / "scratch" / _validate_name(name)
-        folder.mkdir(parents=True, exist_ok=True)
+        with storage_errors():
+            folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def discard_scratch(self, name: str) -> None:
         """Remove the scratch folder `name` and everything in it; nothing if there is none."""
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.root / "scratch" / _validate_name(name))
+
+    def blobs(self) -> Iterator[Path]:
+        """The file of every stored artifact, in sha256 order (not staging, scratch, references
+        or temporary files)."""
+        for folder in sorted(self.root.glob("??")):
+            for blob in sorted(folder.iterdir()):
+                if _SHA256.fullmatch(blob.name) and blob.name.startswith(folder.name):
+                    yield blob
 
     def remove_stale_temporaries(self, older_than_seconds: float = 24 * 3600.0) -> int:
         """Delete temporary files left by crashed writers; return how many went.
@@ -243,7 +283,8 @@ class StagedUpload:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=store._staging_dir())
+        with storage_errors():
+            fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=store._staging_dir())
         self.temp_path = Path(temp_name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._sha256: str | None = None
@@ -260,7 +301,12 @@ class StagedUpload:
         if self.max_bytes is not None and self.size + len(chunk) > self.max_bytes:
             self.discard()
             raise UploadTooLargeError(self.max_bytes)
-        self._file.write(chunk)
+        try:
+            with storage_errors():
+                self._file.write(chunk)
+        except StorageError:
+            self.discard()
+            raise
         self._hash.update(chunk)
         self.size += len(chunk)
 
@@ -272,8 +318,9 @@ class StagedUpload:
     def close(self) -> None:
         """Flush the temporary file to disk, so `temp_path` can be read whole; idempotent."""
         if self._file is not None and not self._file.closed:
-            _finish(self._file)
-            self._file.close()
+            with storage_errors():
+                _finish(self._file)
+                self._file.close()
 
     def commit(self) -> str:
         """Move the upload into the store under its sha256 (atomically) and return it."""
@@ -283,11 +330,12 @@ class StagedUpload:
         sha256 = self._hash.hexdigest()
         target = self.store.path(sha256)
         try:
-            if target.is_file():  # already stored: the same bytes, keep the old file
-                self.temp_path.unlink(missing_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.temp_path, target)
+            with storage_errors():
+                if target.is_file():  # already stored: the same bytes, keep the old file
+                    self.temp_path.unlink(missing_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(self.temp_path, target)
         except BaseException:
             self.discard()
             raise
@@ -296,9 +344,10 @@ class StagedUpload:
         return sha256
 
     def discard(self) -> None:
-        """Drop the upload and its temporary file; idempotent."""
+        """Drop the upload and its temporary file; idempotent, and quiet on a full disk."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # flushing what is thrown away may fail
+                self._file.close()
             self._file = None
         self.temp_path.unlink(missing_ok=True)
 
@@ -317,16 +366,17 @@ class StagedUpload:
 
 def _write_atomically(target: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `target` and rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as temp:
-            temp.write(data)
-            _finish(temp)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with storage_errors():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as temp:
+                temp.write(data)
+                _finish(temp)
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
 
 
 def _finish(file: BinaryIO) -> None:

@@ -111,11 +111,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         worker = EmbeddedWorker(settings) if settings.runs_embedded_worker else None
         if worker is not None:
             worker.start()
+            state.worker = worker
         try:
             yield
         finally:
             if worker is not None:
-                await asyncio.to_thread(worker.stop)
+                await worker.stop()
             await janitor.stop()
             await shadowing.stop()
             await asyncio.to_thread(state.shadows.stop)

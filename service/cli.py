@@ -1,14 +1,19 @@
-"""`mpt-service`: serve the API, migrate the database, create, list and revoke API keys."""
+"""`mpt-service`: serve the API, migrate the database, create, list and revoke API keys,
+back up and restore the registry, check that the database and the artifacts agree."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core import db
 from core.models import Scope
@@ -41,10 +46,17 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sessions() -> sessionmaker[Session]:
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on the configured database (migrated first); the engine goes with it."""
     settings = get_settings()
     db.migrate(settings.database_url)
-    return db.make_session_factory(db.make_engine(settings.database_url))
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _actor() -> str:
@@ -60,7 +72,7 @@ def _fail(command: str, exc: Exception) -> int:
 def _create_key(args: argparse.Namespace) -> int:
     from service.auth import create_key
 
-    with _sessions()() as session:
+    with _session() as session:
         try:
             key = create_key(session, args.name, args.scope or [Scope.ADMIN.value], _actor())
         except ValueError as exc:
@@ -78,7 +90,7 @@ def _when(moment: datetime | None) -> str:
 def _list_keys(args: argparse.Namespace) -> int:
     from service.auth import list_keys
 
-    with _sessions()() as session:
+    with _session() as session:
         rows = [
             (k.name, k.prefix, ",".join(k.scopes), _when(k.created_at), _when(k.last_used_at),
              _when(k.revoked_at))
@@ -94,7 +106,7 @@ def _list_keys(args: argparse.Namespace) -> int:
 def _revoke_key(args: argparse.Namespace) -> int:
     from service.auth import revoke_key
 
-    with _sessions()() as session:
+    with _session() as session:
         try:
             revoke_key(session, args.name, _actor())
         except (LookupError, ValueError) as exc:
@@ -102,6 +114,61 @@ def _revoke_key(args: argparse.Namespace) -> int:
         session.commit()
     print(f"revoked API key {args.name!r}; every API process refuses it from now on")
     return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from core.backup import BackupError, backup
+    from core.storage import LocalArtifactStore
+
+    settings = get_settings()
+    try:
+        summary = backup(settings.database_url, LocalArtifactStore(settings.artifact_dir), args.out)
+    except BackupError as exc:
+        return _fail("backup", exc)
+    rows = sum(summary.rows.values())
+    print(f"backed up {rows} rows (revision {summary.revision}) and {summary.artifacts} "
+          f"artifacts ({summary.artifact_bytes} bytes) into {args.out}")  # fmt: skip
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from core.backup import BackupError, restore
+    from core.storage import LocalArtifactStore
+
+    settings = get_settings()
+    try:
+        summary = restore(
+            args.source, settings.database_url, LocalArtifactStore(settings.artifact_dir)
+        )
+    except BackupError as exc:
+        return _fail("restore", exc)
+    print(f"restored {sum(summary.rows.values())} rows and {summary.artifacts} artifacts "
+          f"from the backup of {summary.created_at}")  # fmt: skip
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from core.integrity import check_registry
+    from core.storage import LocalArtifactStore
+
+    settings = get_settings()
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_session_factory(engine)() as session:
+            report = check_registry(
+                session, LocalArtifactStore(settings.artifact_dir), verify=args.verify
+            )
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+    else:
+        print(f"{report.rows} rows name artifacts; {report.artifacts} artifacts stored")
+        for title, items in (("rows without artifacts", report.missing),
+                             ("artifacts without rows", report.orphans),
+                             ("corrupt artifacts", report.corrupt)):  # fmt: skip
+            print(f"{title}: {len(items)}", *(f"  {item}" for item in items), sep="\n")
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke-key", help="revoke an API key by name, at once")
     revoke.add_argument("name")
     revoke.set_defaults(run=_revoke_key)
+    backup = sub.add_parser(
+        "backup", help="back up the database and the artifact store together, while serving"
+    )
+    backup.add_argument("out", type=Path, help="a new folder for the backup")
+    backup.set_defaults(run=_backup)
+    restore = sub.add_parser("restore", help="restore a backup into an empty database and store")
+    restore.add_argument("source", type=Path, help="the backup's folder")
+    restore.set_defaults(run=_restore)
+    check = sub.add_parser(
+        "check", help="find rows without artifacts and artifacts without rows (exit 1)"
+    )
+    check.add_argument("--verify", action="store_true", help="also rehash every artifact")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=_check)
     return parser
 
 

@@ -19,6 +19,7 @@ from core.models import DatasetRecord, Deployment, Release, UpgradeJob
 from core.settings import Settings
 from core.storage import LocalArtifactStore
 from service.auth import KeyCache, Principal
+from service.background import EmbeddedWorker
 from service.browser_auth import ANONYMOUS, COOKIE, SAFE_METHODS
 from service.errors import Forbidden, NotFound, Unauthorized
 from service.metrics import ServiceMetrics
@@ -63,6 +64,7 @@ class AppState:
     keys: KeyCache
     thumbnails: SplitCache
     shadows: ShadowSet
+    worker: EmbeddedWorker | None = None  # the supervised worker of the embedded default
 
 
 # Dependencies that only read attributes are `async def`: a plain `def` would cost each

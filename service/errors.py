@@ -14,18 +14,23 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import releases
-from core.storage import UploadTooLargeError
+from core.storage import StorageFullError, StorageUnwritableError, UploadTooLargeError
 
 __all__ = [
+    "API_PROBLEMS",
     "CORE_PROBLEMS",
+    "DATABASE_DOWN",
     "MAX_LISTED",
     "TOO_DEEP",
+    "UPLOAD_PROBLEMS",
     "Conflict",
     "DeadlineExceeded",
     "Forbidden",
+    "InsufficientStorage",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
@@ -36,6 +41,7 @@ __all__ = [
     "UnsupportedMediaType",
     "install_handlers",
     "problem_response",
+    "problem_responses",
     "protocol_members",
 ]
 
@@ -92,6 +98,10 @@ class ServiceUnavailable(ProblemError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
 
+class InsufficientStorage(ProblemError):
+    status, title, slug = 507, "Insufficient storage", "insufficient-storage"
+
+
 TOO_DEEP = "the JSON body is nested too deeply to parse (bodies of this API nest a few levels)"
 
 
@@ -135,6 +145,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "5"}}
+
+
 def protocol_members(path: str, detail: str) -> dict[str, str]:
     """The Open Inference Protocol's clients read an error's message from `error`."""
     return {"error": detail} if path.startswith("/v2") else {}
@@ -152,7 +165,7 @@ def _respond(
         problem.detail,
         problem.slug,
         problem.errors,
-        {**problem.headers(), **(headers or {})},
+        {**_HEADERS.get(problem.status, {}), **problem.headers(), **(headers or {})},
         extra,
     )
 
@@ -167,11 +180,19 @@ def _too_large(exc: Exception) -> ProblemError:
     return PayloadTooLarge(f"the upload is over the limit of {exc.limit} bytes")
 
 
+DATABASE_DOWN = "the database is unreachable; the request changed nothing, retry shortly"
+
 CORE_PROBLEMS: dict[type[Exception], Callable[[Exception], ProblemError]] = {
     releases.NotFoundError: lambda exc: NotFound(str(exc)),
     releases.ConflictError: lambda exc: Conflict(str(exc)),
     releases.GateRefusedError: lambda exc: Conflict(str(exc)),
     UploadTooLargeError: _too_large,
+    StorageFullError: lambda exc: InsufficientStorage(f"{exc}; the upload was not kept"),
+    StorageUnwritableError: lambda exc: ServiceUnavailable(f"{exc}; the upload was not kept"),
+    # Connection failures; a constraint violation (IntegrityError) is a bug and stays a 500.
+    sa_exc.OperationalError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
+    sa_exc.InterfaceError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
+    sa_exc.TimeoutError: lambda exc: ServiceUnavailable(DATABASE_DOWN),
 }
 
 
@@ -216,13 +237,49 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    chosen = getattr(request.state, "request_id", "-")
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={"fields": {"request_id": chosen}},
+    )
     return problem_response(
         500,
         "Internal server error",
         "the server failed to answer; the error was logged",
         "internal",
     )
+
+
+_MEANINGS = {
+    400: "the body cannot be parsed",
+    401: "no valid API key",
+    403: "the key lacks the scope the operation needs",
+    404: "no such deployment, release, job, dataset or key",
+    409: "the request contradicts the current state",
+    413: "the body, or what it unpacks to, is over a limit",
+    415: "the body's media type is not accepted",
+    422: "the request is malformed or hostile; `detail` and `errors` say what is wrong",
+    503: "the database, the job queue or the artifact store is unreachable, or nothing is "
+    "loaded yet; retry after `Retry-After` seconds",
+    507: "the artifact store is full",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting problem answers with these statuses."""
+    from service.schemas import Problem
+
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": _MEANINGS[status], "content": {PROBLEM_JSON: {"schema": schema}}}
+        for status in statuses
+    }
+
+
+API_PROBLEMS = (400, 401, 403, 404, 409, 422, 503)
+UPLOAD_PROBLEMS = (*API_PROBLEMS, 413, 415, 507)
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from service.errors import problem_response, protocol_members
 
 __all__ = ["RequestContext", "configure_logging"]
 
+# A client's request id is echoed and logged only if it is short and plain.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("service.access")
 
@@ -65,7 +68,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = Headers(scope=scope).get("x-request-id", "")
-        rid = incoming[:64] if incoming else uuid.uuid4().hex
+        rid = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         started, status = time.perf_counter(), 0
 

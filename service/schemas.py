@@ -33,7 +33,7 @@ def _gate_fields() -> dict[str, Any]:
 
 GatePolicy = create_model(
     "GatePolicy",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
     __doc__="The rules a candidate must pass before its release may become active.",
     **_gate_fields(),
 )
@@ -45,7 +45,7 @@ class ListOf(BaseModel, Generic[T]):
 
 
 class DeploymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=DEPLOYMENT_NAME_PATTERN, examples=["default"])
     gate: GatePolicy = Field(default_factory=GatePolicy)
@@ -100,14 +100,26 @@ class GoldenRead(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`force` needs a written `reason` (the schema says so with if/then)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "if": {"properties": {"force": {"const": True}}, "required": ["force"]},
+            "then": {
+                "required": ["reason"],
+                "properties": {"reason": {"type": "string", "pattern": r"\S"}},
+            },
+        },
+    )
 
     force: bool = False
     reason: str | None = Field(None, max_length=2000)
 
 
 class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     to_version: int | None = Field(None, ge=1, le=INT64_MAX)
 
@@ -130,7 +142,7 @@ DEFAULT_TOP_K, MAX_TOP_K = 5, 100
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     inputs: list[Any] = Field(min_length=1, description="model-ready (C, H, W) arrays")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
@@ -199,12 +211,15 @@ class InferResponse(BaseModel):
 class Health(BaseModel):
     status: str
     deployments: dict[str, bool] = Field(default_factory=dict)
+    worker: str | None = Field(
+        None, description="the embedded worker: running, restarting or stopped (none: no worker)"
+    )
 
 
 class UpgradeCreate(BaseModel):
     """An upgrade job: train the active release's successor on an extended dataset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset_id: str
     method: str = "mpt_kl"
@@ -246,7 +261,7 @@ KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=KEY_NAME_PATTERN, examples=["ci-predict"])
     scopes: list[Literal["admin", "predict", "read"]] = Field(min_length=1, max_length=3)
@@ -281,3 +296,15 @@ class AuditRead(BaseModel):
     release_version: int | None
     job_id: str | None
     detail: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(examples=["urn:mpt:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="per field or per input problems, at most 100"
+    )

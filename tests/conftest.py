@@ -9,9 +9,12 @@ other test suites keep in the same database.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -74,6 +77,19 @@ def _create_schema(admin: sa.Engine, schema: str) -> None:
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
     """A fresh schema (`<test package>_test_<hex>`) on the local PostgreSQL server, first on
     the connections' search path; dropped after the test."""
+    with _fresh_schema(request) as url:
+        yield url
+
+
+@pytest.fixture
+def other_postgres_url(request: pytest.FixtureRequest) -> Iterator[URL]:
+    """A second fresh schema, for a test that moves data from one database to another."""
+    with _fresh_schema(request) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _fresh_schema(request: pytest.FixtureRequest) -> Iterator[URL]:
     base = make_url(POSTGRES_URL).update_query_dict({"connect_timeout": "5"})
     schema = f"{request.path.parent.name}_test_{uuid.uuid4().hex[:12]}"
     admin = make_engine(base, poolclass=sa.NullPool)
@@ -163,3 +179,113 @@ def start_server(tmp_path: Path) -> Iterator[ServerStart]:
 def server_spawner() -> Callable[..., Server]:
     """`spawn_server` itself, for fixtures of a wider scope that manage their servers."""
     return spawn_server
+
+
+class TcpProxy:
+    """Forwards `127.0.0.1:port` to `127.0.0.1:target`, so a test can make a server
+    unreachable without touching it: `cut()` drops every connection and refuses new ones,
+    `restore()` listens again on the same port."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port = target, unused_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[int], TcpProxy]]:
+    """`tcp_proxy(port)`: a `TcpProxy` to a local port; all are cut after the test."""
+    proxies: list[TcpProxy] = []
+
+    def make(target: int) -> TcpProxy:
+        proxies.append(TcpProxy(target))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.cut()
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+CliRunner = Callable[..., CliRun]
+
+
+@pytest.fixture
+def mpt_service(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[CliRunner]:
+    """`mpt_service(settings, *args)`: run `mpt-service` in this process with `settings` as
+    its only `MPT_*` variables; returns its exit status and output."""
+    from core.settings import get_settings
+    from service.cli import main
+
+    def run(settings: dict[str, object], *args: str) -> CliRun:
+        for name in [k for k in os.environ if k.startswith("MPT_")]:
+            monkeypatch.delenv(name)
+        for key, value in settings.items():
+            monkeypatch.setenv(f"MPT_{key.upper()}", str(value))
+        get_settings.cache_clear()
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        finally:
+            get_settings.cache_clear()
+        out = capsys.readouterr()
+        return CliRun(code, out.out, out.err)
+
+    yield run
+    get_settings.cache_clear()

@@ -11,7 +11,7 @@ from mpt.data.dataset import AUGMENTATIONS, ImageDataset, Split
 from mpt.data.digits import make_digits
 from mpt.data.glyphs import GLYPH_CLASSES, GLYPHS_VERSION, make_glyphs
 from mpt.data.image_tree import ImageTreeError, ImageTreeReader, TreeOptions
-from mpt.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from mpt.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, image_pixels
 from mpt.data.loaders import default_cache_dir, load_dataset, load_image_folder
 from mpt.data.npz import load_npz, save_npz
 
@@ -29,6 +29,7 @@ __all__ = [
     "align_classes",
     "decode_image",
     "default_cache_dir",
+    "image_pixels",
     "load_cifar",
     "load_dataset",
     "load_image_folder",

@@ -62,6 +62,9 @@ class ImageDataset:
             raise DatasetError(f"dataset {self.name!r} has no classes")
         if len(set(self.classes)) != len(self.classes):
             raise DatasetError(f"dataset {self.name!r} has duplicate class names")
+        blank = [i for i, name in enumerate(self.classes) if not name.strip()]
+        if blank:
+            raise DatasetError(f"dataset {self.name!r} has empty class names at {blank[:5]}")
         for required in ("train", "test"):
             if required not in self.splits:
                 raise DatasetError(f"dataset {self.name!r} has no {required!r} split")

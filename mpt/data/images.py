@@ -17,7 +17,14 @@ from torch import Tensor
 
 from mpt.errors import DatasetError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "GREY_MODES", "ImageError", "decode_image", "native_channels"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "GREY_MODES",
+    "ImageError",
+    "decode_image",
+    "image_pixels",
+    "native_channels",
+]
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -61,6 +68,21 @@ def _upright(image: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"the image's EXIF orientation is unreadable: {exc}") from exc
+
+
+def image_pixels(data: bytes) -> int:
+    """Width x height from the image's header, without decoding it; `ImageError` if there
+    is no readable header."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image refused as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError("not a decodable image (unknown or corrupt format)") from exc
+    return int(width) * int(height)
 
 
 def decode_image(

@@ -10,9 +10,10 @@ from sqlalchemy.orm import aliased
 
 from core.models import AuditEntry, Deployment, Release
 from service.deps import AdminKey, SessionDep, scope_doc
+from service.errors import API_PROBLEMS, problem_responses
 from service.schemas import INT64_MAX, AuditRead, ListOf
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(*API_PROBLEMS))
 
 Text = Annotated[str | None, Query(max_length=255)]
 

@@ -16,17 +16,19 @@ from sqlalchemy.orm import Session
 from core import audit, releases
 from core.models import DatasetRecord
 from core.settings import Settings
-from core.storage import StagedUpload
+from core.storage import StagedUpload, storage_errors
 from mpt.data import ImageDataset, save_npz
 from service.deps import AdminKey, AppState, DatasetDep, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import NotFound, Unprocessable
+from service.errors import UPLOAD_PROBLEMS, NotFound, Unprocessable, problem_responses
 from service.ingest.archives import ArchiveLimits
 from service.ingest.datasets import IngestOptions, read_dataset
 from service.schemas import DatasetRead
 from service.thumbnails import ThumbnailError
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(
+    prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(*UPLOAD_PROBLEMS)
+)
 
 
 def _parse_size(resize: str | None, max_pixels: int) -> tuple[int, int] | None:
@@ -99,7 +101,7 @@ class _Upload:
 
 
 def _store_decoded(state: AppState, dataset: ImageDataset) -> str:
-    with tempfile.TemporaryDirectory(dir=state.store.root) as folder:
+    with storage_errors(), tempfile.TemporaryDirectory(dir=state.store.root) as folder:
         path = save_npz(dataset, Path(folder) / "dataset.npz")
         return state.store.put_file(path)
 

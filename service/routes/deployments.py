@@ -8,12 +8,15 @@ from fastapi import APIRouter
 from core import releases
 from core.models import Deployment
 from service.deps import AdminKey, DeploymentDep, ReadKey, SessionDep, scope_doc
+from service.errors import API_PROBLEMS, problem_responses
 from service.report_schemas import DeploymentOverview
 from service.schemas import DeploymentCreate, DeploymentRead, ListOf, ReleaseRead
 from service.summaries import deployment_overview
 
-router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
-overview_router = APIRouter(tags=["deployments"])
+router = APIRouter(
+    prefix="/v1/deployments", tags=["deployments"], responses=problem_responses(*API_PROBLEMS)
+)
+overview_router = APIRouter(tags=["deployments"], responses=problem_responses(*API_PROBLEMS))
 
 
 def deployment_read(deployment: Deployment) -> DeploymentRead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlalchemy.exc import DBAPIError
 
 from service.deps import StateDep
 from service.schemas import Health
@@ -16,14 +17,26 @@ def get_health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    response_model=Health,
+    response_model_exclude_none=True,  # `worker` only where the API runs one
+    responses={503: {"model": Health}},
+)
 def get_ready(state: StateDep, response: Response) -> Health:
-    """Readiness: every deployment with an active release has it loaded. No key needed."""
-    loaded = state.registry.readiness()
-    ready = all(loaded.values())
+    """Readiness: the database answers, every deployment with an active release has it
+    loaded, and the embedded worker (if any) runs. No key needed."""
+    try:
+        loaded = state.registry.readiness()
+    except DBAPIError:
+        response.status_code = 503
+        return Health(status="database unreachable")
+    worker = None if state.worker is None else state.worker.status
+    ready = all(loaded.values()) and worker in (None, "running")
     if not ready:
         response.status_code = 503
-    return Health(status="ready" if ready else "loading", deployments=loaded)
+    status = "ready" if ready else ("loading" if worker in (None, "running") else "worker down")
+    return Health(status=status, deployments=loaded, worker=worker)
 
 
 @router.get("/metrics", response_class=Response)

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from service import auth
 from service.deps import AdminKey, SessionDep, scope_doc
+from service.errors import API_PROBLEMS, problem_responses
 from service.schemas import KeyCreate, KeyCreated, KeyRead, ListOf
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=problem_responses(*API_PROBLEMS))
 
 
 @router.post("", response_model=KeyCreated, status_code=201, openapi_extra=scope_doc("admin"))

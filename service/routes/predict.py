@@ -18,15 +18,18 @@ from starlette.datastructures import UploadFile
 from torch import Tensor
 
 from core import releases
+from core.settings import Settings
 from mpt.io import InputSpec
 from service.auth import Principal
 from service.deps import AppState, PredictKey, StateDep, scope_doc
 from service.errors import (
     MAX_LISTED,
+    UPLOAD_PROBLEMS,
     Conflict,
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
+    problem_responses,
 )
 from service.inference import deadline, target
 from service.jsonio import json_response, parse_json
@@ -36,7 +39,7 @@ from service.serving.holder import ServedModel
 from service.serving.inputs import images_to_inputs, json_to_inputs, predictions
 from service.uploads import form_text, parse_multipart, read_body
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], responses=problem_responses(*UPLOAD_PROBLEMS))
 
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -111,9 +114,10 @@ def _json_inputs(body: bytes, max_inputs: int, spec: InputSpec) -> tuple[Tensor,
 
 
 def _image_inputs(
-    files: list[tuple[str, bytes]], top_k: int, max_pixels: int, spec: InputSpec
+    files: list[tuple[str, bytes]], top_k: int, settings: Settings, spec: InputSpec
 ) -> tuple[Tensor, int]:
-    return images_to_inputs(files, spec, max_pixels), top_k
+    pixels = (settings.max_image_pixels, settings.max_predict_pixels)
+    return images_to_inputs(files, spec, *pixels), top_k
 
 
 async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> InputsOf:
@@ -121,16 +125,16 @@ async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> 
     run off the event loop."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     settings = state.settings
-    limit, max_pixels = settings.max_predict_bytes, settings.max_image_pixels
+    limit = settings.max_predict_bytes
     if kind == "application/json":
         body = await read_body(request, limit)
         return partial(_json_inputs, body, settings.max_predict_inputs)
     if kind == "multipart/form-data":
         files, top_k = await _read_form(request, limit, settings.max_predict_inputs)
-        return partial(_image_inputs, files, top_k, max_pixels)
+        return partial(_image_inputs, files, top_k, settings)
     if kind.startswith("image/"):
         image = ("body", await read_body(request, limit))
-        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, max_pixels)
+        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, settings)
     raise UnsupportedMediaType(
         "send application/json, multipart/form-data images in 'files', or one image as the "
         f"body (image/jpeg, image/png, ...), not {kind or 'nothing'}"

@@ -25,14 +25,18 @@ from service.deps import (
     StateDep,
     scope_doc,
 )
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import UPLOAD_PROBLEMS, Conflict, NotFound, Unprocessable, problem_responses
 from service.report_schemas import DeploymentTimeline, ReleaseReport
 from service.schemas import ListOf, PromoteRequest, ReleaseRead, RollbackRequest
 from service.serving.holder import ServedModel
 from service.summaries import deployment_timeline, per_class_csv, release_report
 from service.uploads import form_text, multipart_doc, read_form, stage_upload
 
-router = APIRouter(prefix="/v1/deployments/{name}", tags=["releases"])
+router = APIRouter(
+    prefix="/v1/deployments/{name}",
+    tags=["releases"],
+    responses=problem_responses(*UPLOAD_PROBLEMS),
+)
 
 
 def _validate_package(staged: StagedUpload) -> ModelPackage:

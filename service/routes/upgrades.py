@@ -8,16 +8,30 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query
 
 from core import audit
-from core.models import DatasetRecord, Deployment, JobStatus, Release, UpgradeJob, utc_now
+from core.models import (
+    AuditEntry,
+    DatasetRecord,
+    Deployment,
+    JobStatus,
+    Release,
+    UpgradeJob,
+    utc_now,
+)
 from core.tasks import enqueue_upgrade
 from mpt import methods, models
 from mpt.biases import BiasSweep
 from mpt.errors import MPTError
 from service.deps import AdminKey, DeploymentDep, JobDep, ReadKey, SessionDep, StateDep, scope_doc
-from service.errors import Conflict, ServiceUnavailable, Unprocessable
+from service.errors import (
+    API_PROBLEMS,
+    Conflict,
+    ServiceUnavailable,
+    Unprocessable,
+    problem_responses,
+)
 from service.schemas import ListOf, UpgradeCreate, UpgradeRead
 
-router = APIRouter(tags=["upgrades"])
+router = APIRouter(tags=["upgrades"], responses=problem_responses(*API_PROBLEMS))
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -162,13 +176,17 @@ def submit_upgrade(
 
 
 def _enqueue(state: StateDep, session: SessionDep, job: UpgradeJob) -> None:
+    """Send the job to the broker; if it is unreachable, take the submission back whole (the
+    job and its audit entry), so a retry with the same `Idempotency-Key` submits afresh."""
     try:
         enqueue_upgrade(state.celery, job.id)
     except Exception as exc:
-        job.status, job.error, job.finished_at = JobStatus.FAILED, f"broker: {exc}", utc_now()
+        session.execute(sa.delete(AuditEntry).where(AuditEntry.job_id == job.id))
+        session.delete(job)
         session.commit()
         raise ServiceUnavailable(
-            f"the job queue is unreachable ({exc}); job {job.id} failed"
+            f"the job queue is unreachable ({type(exc).__name__}); nothing was submitted, "
+            "retry shortly"
         ) from exc
 
 

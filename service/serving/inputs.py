@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mpt.data import ImageError, decode_image
+from mpt.data import ImageError, decode_image, image_pixels
 from mpt.io import InputSpec, preprocess
-from service.errors import Unprocessable
+from service.errors import PayloadTooLarge, Unprocessable
 
 __all__ = ["InputError", "images_to_inputs", "json_to_inputs", "numbers", "predictions"]
 
@@ -78,11 +79,25 @@ def _one_by_one(inputs: Sequence[Any], spec: InputSpec) -> Tensor:
     return torch.stack(tensors)  # (N, C, H, W)
 
 
+def _check_total(images: Sequence[tuple[str, bytes]], max_total: int) -> None:
+    """413 when the images' headers add up to more than `max_total` pixels (decoding the
+    images is the costly part: it is refused before any starts)."""
+    total = 0
+    for _, data in images:
+        with contextlib.suppress(ImageError):  # an unreadable image is named later
+            total += image_pixels(data)
+    if total > max_total:
+        raise PayloadTooLarge(
+            f"the images hold {total} pixels together, over the limit of {max_total} per request"
+        )
+
+
 def images_to_inputs(
-    images: Sequence[tuple[str, bytes]], spec: InputSpec, max_pixels: int
+    images: Sequence[tuple[str, bytes]], spec: InputSpec, max_pixels: int, max_total: int
 ) -> Tensor:
     """Encoded images (name, bytes): decoded by `mpt.data.decode_image`, converted and resized
-    to the spec, normalised."""
+    to the spec, normalised; at most `max_total` pixels in all."""
+    _check_total(images, max_total)
     decoded, errors = [], []
     size = (spec.height, spec.width)
     for i, (name, data) in enumerate(images):

@@ -17,6 +17,8 @@ MODULES = [
     "core.lease",
     "core.jobs",
     "core.audit",
+    "core.backup",
+    "core.integrity",
 ]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +34,7 @@ def test_core_public_api_all_names_exist(name: str) -> None:
 def test_core_public_api_import_has_no_side_effects(tmp_path: Path) -> None:
     code = (
         "import core.settings, core.db, core.models, core.storage, core.lease, core.jobs, sys\n"
-        "import core.audit\n"
+        "import core.audit, core.backup, core.integrity\n"
         "assert core.settings.get_settings.cache_info().currsize == 0\n"
         "assert 'torch' not in sys.modules and 'fastapi' not in sys.modules\n"
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from core.storage import (
     ArtifactStore,
     LocalArtifactStore,
     StorageError,
+    StorageFullError,
+    StorageUnwritableError,
     UploadTooLargeError,
 )
 
@@ -88,15 +92,26 @@ def test_core_storage_failed_write_leaves_nothing(
     store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken_replace(src: object, dst: object) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageFullError, match=r"is full \(No space left on device\)"):
         store.put_bytes(b"never stored")
-    with pytest.raises(OSError, match="disk full"), store.stage() as upload:
+    with pytest.raises(StorageFullError), store.stage() as upload:
         upload.write(b"never stored either")
         upload.commit()
     assert _files(store.root) == []
+
+
+def test_core_storage_unwritable_store_is_named_without_its_path(
+    store: LocalArtifactStore,
+) -> None:
+    store.root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(store.root / "staging", ignore_errors=True)
+    (store.root / "staging").write_text("a file where the folder should be")
+    with pytest.raises(StorageUnwritableError, match="cannot be written") as caught:
+        store.stage()
+    assert str(store.root) not in str(caught.value)
 
 
 def test_core_storage_staged_upload_commit(store: LocalArtifactStore) -> None:
@@ -187,10 +202,10 @@ def test_core_storage_failed_ref_write_keeps_the_old_one(
     store.set_ref("latest", first)
 
     def broken_replace(src: object, dst: object) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageFullError):
         store.set_ref("latest", second)
 
     assert store.get_ref("latest") == first

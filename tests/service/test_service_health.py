@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 
+import httpx
 import pytest
 import torch
 
@@ -88,3 +91,39 @@ async def test_error_response_carries_the_request_id(api, problem) -> None:
     response = await api.client.get("/v1/deployments/nope", headers={"X-Request-ID": "e-1"})
     problem(response, 404)
     assert response.headers["x-request-id"] == "e-1"
+
+
+@pytest.mark.parametrize("given", ["x" * 65, "two words", "tab\tbed", "a/b"])
+async def test_an_unusable_request_id_is_replaced(api, given) -> None:
+    response = await api.client.get("/healthz", headers={"X-Request-ID": given})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_the_log_of_an_unexpected_error_names_the_request(live, problem, monkeypatch):
+    from service.logs import JsonFormatter
+    from service.routes import deployments
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    def broken(deployment):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(deployments, "deployment_read", broken)
+    collect = Collect()
+    logging.getLogger("service.errors").addHandler(collect)
+    try:
+        transport = httpx.ASGITransport(app=live.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get(
+                "/v1/deployments/default",
+                headers={**live.client.headers, "X-Request-ID": "trace-500"},
+            )
+    finally:
+        logging.getLogger("service.errors").removeHandler(collect)
+    problem(response, 500)
+    [line] = lines
+    assert json.loads(line)["request_id"] == "trace-500"

@@ -426,6 +426,9 @@ CORPUS: dict[str, Hostile] = {
         lambda: _zip({**_tree(), "train/a/cut.jpg": _truncated_jpeg()}), "train/a/cut.jpg"
     ),
     "truncated JPEG to predict": _predict_files([_truncated_jpeg()], 422, "input 0"),
+    "flat PNGs past the pixels of one predict request": _predict_files(
+        [_flat_png((4096, 4096))] * 5, 413, "pixels together"
+    ),
     "decompression-bomb PNG to predict": _predict_files(
         [_flat_png((5000, 5000))], 422, "exceeds the limit"
     ),

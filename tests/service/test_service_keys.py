@@ -5,9 +5,6 @@ every API process."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,7 +17,6 @@ from service import auth
 
 pytestmark = pytest.mark.anyio
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "k" * 24
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -127,17 +123,11 @@ async def test_keys_revoked_bootstrap_token_stays_revoked_after_restart(start_ap
     assert (await again.client.get("/v1/keys")).status_code == 401
 
 
-def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
-    env |= {"MPT_DATABASE_URL": database_url, "USER": "ops", "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+def test_keys_cli_creates_lists_and_revokes(tmp_path: Path, mpt_service, monkeypatch) -> None:
+    monkeypatch.setenv("USER", "ops")
+    url = {"database_url": f"sqlite:///{tmp_path / 'mpt.db'}"}
+    _cli = mpt_service
 
-
-def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'mpt.db'}"
     created = _cli(url, "create-key", "--name", "ci", "--scope", "predict")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
@@ -149,7 +139,7 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert _cli(url, "revoke-key", "ci").returncode == 2
     revoked_line = next(line for line in _cli(url, "list-keys").stdout.splitlines() if "ci" in line)
     assert revoked_line.rstrip().endswith(tuple("0123456789"))  # a revocation time, not "-"
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url["database_url"])
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT actor, action FROM audit_log ORDER BY id"))
         assert rows.all() == [("cli:ops", "create_key"), ("cli:ops", "revoke_key")]
@@ -158,7 +148,7 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_keys_revocation_stops_the_key_at_once_in_every_process(
-    start_server, postgres_url: URL, tmp_path: Path
+    start_server, postgres_url: URL, tmp_path: Path, mpt_service
 ) -> None:
     """Two uvicorn processes on one database: both have the key cached; revoked through one
     (then another key through the CLI), the other refuses it on the very next request."""
@@ -175,7 +165,7 @@ def test_keys_revocation_stops_the_key_at_once_in_every_process(
             for key in keys.values():
                 assert client.get(f"{server.url}/v1/deployments", headers=_bearer(key)).is_success
         assert client.post(f"{first.url}/v1/keys/api-revoked/revoke").status_code == 200
-        assert _cli(url, "revoke-key", "cli-revoked").returncode == 0
+        assert mpt_service({"database_url": url}, "revoke-key", "cli-revoked").returncode == 0
         for server in (second, first):
             for key in keys.values():
                 response = client.get(f"{server.url}/v1/deployments", headers=_bearer(key))

@@ -365,22 +365,30 @@ class WorkerProcess:
         self.process.wait()
 
 
-StartWorker = Callable[[Api], WorkerProcess]
+StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    """Start `celery worker` processes for an app's settings; all killed after the test."""
+    """Start `celery worker` processes for an app's settings (`start_worker(api)`, or with
+    `prelude`: Python code run before the worker's command line, and `env` on top); all
+    killed after the test."""
     workers: list[WorkerProcess] = []
 
-    def start(api: Api) -> WorkerProcess:
+    def start(
+        api: Api, prelude: str | None = None, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         log = tmp_path / f"worker-{len(workers)}.log"
         api.worker_logs.append(log)
+        command = worker_command()
+        if prelude is not None:  # python -c "<prelude>" <celery's arguments>
+            launch = "import sys; from celery.__main__ import main; sys.argv[0] = 'celery'; main()"
+            command = [command[0], "-c", f"{prelude}\n{launch}", *command[3:]]
         with log.open("wb") as out:
             process = subprocess.Popen(
-                worker_command(),
+                command,
                 cwd=REPO_ROOT,
-                env=worker_environment(api.settings),
+                env={**worker_environment(api.settings), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -77,3 +77,28 @@ async def test_worker_embedded_job_succeeds_and_auto_promotes(
     assert job["release_version"] == 2 and job["gate"]["promoted"] is True
     assert await embedded.active_version() == 2
     assert (await _served_release(embedded, 2))["release"] == 2
+
+
+@pytest.mark.faults
+async def test_worker_embedded_killed_is_restarted_and_reported_by_readyz(
+    embedded: Any, fast_job: dict[str, Any]
+) -> None:
+    worker = embedded.state.worker
+    first = worker.process
+    assert (await embedded.client.get("/readyz")).json()["worker"] == "running"
+    first.kill()  # SIGKILL to the worker's main process
+    first.wait(10)
+    ready = await embedded.client.get("/readyz")
+    if worker.process is first:  # the supervisor has not looked yet
+        assert ready.status_code == 503 and ready.json()["worker"] == "restarting"
+    deadline = time.monotonic() + 30
+    while not (worker.alive and worker.process is not first):
+        assert time.monotonic() < deadline, "the worker was never started again"
+        await anyio.sleep(0.1)
+    assert worker.restarts == 1
+    ready = await embedded.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["worker"] == "running"
+
+    dataset_id = await embedded.upload(embedded.files.digits_npz)
+    job_id = await embedded.submit_ok(dataset_id, **fast_job, gate={"max_nfr": 1.0})
+    assert (await embedded.wait_job(job_id))["status"] == "succeeded"  # jobs flow again

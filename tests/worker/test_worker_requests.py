@@ -52,6 +52,7 @@ async def live(start_api: Any) -> Any:
             ["bias", "relative_bias", "not both"],
         ),
         ({"gate": {"error_budget": 1.5}}, "error_budget", ["error_budget"]),
+        ({"seed": 2**64}, "seed", ["seed"]),
     ],
     ids=[
         "unknown-dataset",
@@ -69,6 +70,7 @@ async def live(start_api: Any) -> Any:
         "negative-relative-bias",
         "both-bias-units",
         "error-budget-over-one",
+        "seed-beyond-64-bits",
     ],
 )
 async def test_submit_upgrade_refuses_a_bad_request(

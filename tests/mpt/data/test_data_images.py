@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mpt.data import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from mpt.data import DEFAULT_MAX_PIXELS, ImageError, decode_image, image_pixels
 from mpt.errors import DatasetError
 
 
@@ -89,3 +89,11 @@ def test_decode_image_applies_exif_orientation(orientation: int, turned) -> None
     upright = stored if turned is None else stored.transpose(turned)
     pixels = decode_image(_tagged(stored, orientation))
     assert pixels[0].numpy().tolist() == np.asarray(upright).tolist()
+
+
+def test_image_pixels_reads_the_header_only() -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 3000)).save(buffer, "PNG")
+    assert image_pixels(buffer.getvalue()) == 15_000_000
+    with pytest.raises(ImageError, match="not a decodable image"):
+        image_pixels(b"\x89PNG but not really")

@@ -181,3 +181,9 @@ def test_load_npz_refuses_a_header_declaring_more_than_the_member_holds(tmp_path
         archive.writestr("x_train.npy", header.getvalue() + bytes(8))
     with pytest.raises(DatasetError, match=r"'x_train.npy' declares shape \(1000000, 100"):
         load_npz(path)
+
+
+def test_load_npz_refuses_empty_class_names(tmp_path: Path) -> None:
+    path = _write(tmp_path, classes=np.array(["ant", " ", "cat"]))
+    with pytest.raises(DatasetError, match=r"empty class names at \[1\]"):
+        load_npz(path)
