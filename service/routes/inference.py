@@ -22,7 +22,14 @@ from service.deps import (
     StateDep,
     scope_doc,
 )
-from service.errors import ProblemError, ServiceUnavailable, Unprocessable, UnsupportedMediaType
+from service.errors import (
+    UPLOAD_PROBLEMS,
+    ProblemError,
+    ServiceUnavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_responses,
+)
 from service.inference import deadline, target
 from service.jsonio import json_response
 from service.schemas import InferResponse, Live, ModelMetadata, Ready, ServerMetadata
@@ -30,7 +37,9 @@ from service.serving.batcher import BatchResult
 from service.serving.oip import Parsed, infer_response, model_metadata, parse_infer
 from service.uploads import read_body
 
-router = APIRouter(prefix="/v2", tags=["inference (v2)"])
+router = APIRouter(
+    prefix="/v2", tags=["inference (v2)"], responses=problem_responses(*UPLOAD_PROBLEMS)
+)
 
 _HEADER_LENGTH = "inference-header-content-length"
 

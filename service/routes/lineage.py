@@ -16,10 +16,12 @@ from service.deps import (
     StateDep,
     scope_doc,
 )
-from service.errors import NotFound, Unprocessable
+from service.errors import API_PROBLEMS, NotFound, Unprocessable, problem_responses
 from service.schemas import GoldenImages, GoldenRead, GoldenSet, ReleaseRead
 
-router = APIRouter(prefix="/v1/deployments/{name}", tags=["lineage"])
+router = APIRouter(
+    prefix="/v1/deployments/{name}", tags=["lineage"], responses=problem_responses(*API_PROBLEMS)
+)
 
 
 def _baseline(session: SessionDep, release: ReleaseDep, actor: str, value: bool) -> ReleaseRead:

@@ -8,11 +8,15 @@ from sqlalchemy.orm import Session
 from core import shadows
 from core.models import Release
 from service.deps import AdminKey, ReadKey, ReleaseDep, SessionDep, StateDep, scope_doc
-from service.errors import NotFound
+from service.errors import API_PROBLEMS, NotFound, problem_responses
 from service.report_schemas import ShadowRead, ShadowStart
 from service.shadow_summary import latest_shadow, shadow_read
 
-router = APIRouter(prefix="/v1/deployments/{name}/releases/{version}", tags=["shadow"])
+router = APIRouter(
+    prefix="/v1/deployments/{name}/releases/{version}",
+    tags=["shadow"],
+    responses=problem_responses(*API_PROBLEMS),
+)
 
 
 @router.post("/shadow", response_model=ShadowRead, status_code=201,
