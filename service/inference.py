@@ -40,13 +40,12 @@ class Deadline:
 
 @dataclass(frozen=True)
 class Target:
-    """The release that will answer (its spec shapes the inputs) and the batcher to queue on.
-    `pinned`: addressed by version, so it always answers with exactly that release."""
+    """The release that will answer (its spec shapes the inputs) and the batcher to queue on
+    (a release addressed by version has a batcher that always runs exactly that release)."""
 
     name: str
     served: ServedModel
     batcher: MicroBatcher
-    pinned: bool
 
     async def run(self, state: AppState, inputs: Tensor, clock: Deadline) -> BatchResult:
         """Queue `inputs` (N, C, H, W) until the deadline at most; record the answer."""
@@ -60,6 +59,8 @@ class Target:
             time.perf_counter() - clock.started
         )
         metrics.batch_size.labels(self.name, release).observe(result.batch_size)
+        share = len(inputs) / result.batch_size
+        metrics.forward_seconds.labels(self.name, release).inc(share * result.forward_seconds)
         return result
 
 
@@ -82,7 +83,7 @@ async def target(state: AppState, principal: Principal, name: str, version: int 
             await anyio.to_thread.run_sync(_deployment, state.sessions, name)
             raise ServiceUnavailable(f"deployment {name!r} has no release loaded")
         if version is None:
-            return Target(name, loaded, registry.batcher(name), pinned=False)
+            return Target(name, loaded, registry.batcher(name))
     elif not (principal.allows(Scope.ADMIN) or state.settings.predict_any_release):
         raise Forbidden(
             f"release {version} of {name!r} is not the one being served; addressing it needs "
@@ -92,7 +93,7 @@ async def target(state: AppState, principal: Principal, name: str, version: int 
         served, batcher = await state.registry.pinned(name, version)
     except NotLoaded as exc:  # evicted between loading and answering: rare, retryable
         raise ServiceUnavailable(f"release {version} of {name!r} is being reloaded") from exc
-    return Target(name, served, batcher, pinned=True)
+    return Target(name, served, batcher)
 
 
 def deadline(headers: Headers, limit_ms: float) -> Deadline:

@@ -31,6 +31,12 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        self.forward_seconds = Counter(
+            "mpt_predict_forward_seconds",
+            "Seconds of forward passes (copies included), each request counting its share",
+            ["deployment", "release"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "mpt_predict_batch_size",
             "Inputs in the forward pass a request shared",

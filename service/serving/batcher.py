@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class BatchResult:
     served: ServedModel
     logits: Tensor  # (n, C)
     batch_size: int  # inputs in the forward pass this request shared
+    forward_seconds: float = 0.0  # that forward pass's time, copies to and from the device in
 
 
 @dataclass
@@ -151,7 +153,7 @@ class MicroBatcher:
                 batch = _drop_mismatched(batch, served)
                 if not batch:
                     continue
-                stacked, logits = await asyncio.to_thread(_forward, served, batch)
+                stacked, logits, seconds = await asyncio.to_thread(_forward, served, batch)
             except Exception as exc:
                 for item in batch:
                     if not item.future.done():
@@ -161,13 +163,16 @@ class MicroBatcher:
             for item in batch:
                 end = start + len(item.inputs)
                 if not item.future.done():
-                    item.future.set_result(BatchResult(served, logits[start:end], len(stacked)))
+                    result = BatchResult(served, logits[start:end], len(stacked), seconds)
+                    item.future.set_result(result)
                 start = end
 
 
-def _forward(served: ServedModel, batch: list[_Pending]) -> tuple[Tensor, Tensor]:
+def _forward(served: ServedModel, batch: list[_Pending]) -> tuple[Tensor, Tensor, float]:
     stacked = torch.cat([item.inputs for item in batch])  # (N, C, H, W)
-    return stacked, served.logits(stacked)
+    started = time.perf_counter()
+    logits = served.logits(stacked)
+    return stacked, logits, time.perf_counter() - started
 
 
 def _drop_expired(batch: list[_Pending], now: float) -> list[_Pending]:

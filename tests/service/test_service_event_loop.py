@@ -1,6 +1,7 @@
 """A request waiting for the database never stalls the event loop: while one holds a write
-that SQLite cannot take (another connection has the write lock), /healthz and /predict
-still answer. The assertions are about order, not about how long anything took."""
+that SQLite cannot take (another connection has the write lock), /healthz, /predict and the
+v2 infer route still answer. The assertions are about order, not about how long anything
+took."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import torch
 
 pytestmark = pytest.mark.anyio
 
+V2_BODY = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                       "data": [0.0] * 64}]}  # fmt: skip
 Write = Callable[[Any, Any, Any], Awaitable[httpx.Response]]
 
 
@@ -80,8 +83,10 @@ async def test_event_loop_answers_while_a_write_waits_for_the_lock(
         assert await anyio.to_thread.run_sync(started.wait, 120), "the write never began"
         health = await live.client.get("/healthz")
         predicted = await live.predict(torch.zeros(1, 1, 8, 8))
+        inferred = await live.client.post("/v2/models/default/infer", json=V2_BODY)
         assert not pending.done(), "the write finished while the lock was held"
     assert health.status_code == 200 and predicted.status_code == 200
+    assert inferred.status_code == 200, inferred.text
 
     response = await pending
     assert response.status_code == status, response.text

@@ -109,7 +109,11 @@ def test_load_flooded_queue_is_503_with_retry_after(start_process, free_port, pa
     # Two inputs may be in the batcher. While request A is still sending its body, the
     # batcher holds B's batch open for A; C, with two inputs, finds no room.
     server = start_process(
-        free_port, MPT_BATCH_MAX_QUEUE="2", MPT_BATCH_MAX_SIZE="2", MPT_BATCH_MAX_WAIT_MS="600000"
+        free_port,
+        MPT_BATCH_MAX_QUEUE="2",
+        MPT_BATCH_MAX_SIZE="2",
+        MPT_BATCH_MAX_WAIT_MS="600000",
+        MPT_REQUEST_DEADLINE_MS="600000",  # B waits for A however slow the machine is
     )
     server.serve(packages.old)
     body = json.dumps(ZEROS).encode()
