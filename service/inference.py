@@ -46,11 +46,12 @@ class Target:
     name: str
     served: ServedModel
     batcher: MicroBatcher
+    live: bool = False  # the deployment's live traffic (no version asked): it feeds a shadow
 
     async def run(self, state: AppState, inputs: Tensor, clock: Deadline) -> BatchResult:
         """Queue `inputs` (N, C, H, W) until the deadline at most; record the answer."""
         result = await self.batcher.submit(inputs, clock.left())
-        if not self.pinned:  # live traffic to the active release feeds its shadow, if any
+        if self.live:
             state.shadows.offer(self.name, inputs, result.logits, result.served.spec)
         release = str(result.served.version)
         metrics = state.metrics
@@ -83,7 +84,7 @@ async def target(state: AppState, principal: Principal, name: str, version: int 
             await anyio.to_thread.run_sync(_deployment, state.sessions, name)
             raise ServiceUnavailable(f"deployment {name!r} has no release loaded")
         if version is None:
-            return Target(name, loaded, registry.batcher(name))
+            return Target(name, loaded, registry.batcher(name), live=True)
     elif not (principal.allows(Scope.ADMIN) or state.settings.predict_any_release):
         raise Forbidden(
             f"release {version} of {name!r} is not the one being served; addressing it needs "
