@@ -57,7 +57,8 @@ def _rows(old: ModelPackage, data: ImageDataset, args: argparse.Namespace) -> li
     config = TrainConfig(epochs=args.epochs, batch_size=128, seed=0)
     reference = None
     rows: list[Row] = []
-    plans = [("no_treatment", None), ("mpt_kl", BiasSweep()), ("pct_kl", None)]
+    wide = BiasSweep((0.0, 0.125, 0.25, 0.5, 1.0, 2.0), relative=True)
+    plans = [("no_treatment", None), ("mpt_kl", wide), ("pct_kl", None), ("pct_lm", None)]
     for method, sweep in plans:
         result = upgrade(old, data, method=method, sweep=sweep, arch=args.arch, config=config,
                          reference=reference)  # fmt: skip
@@ -124,8 +125,8 @@ def _render(args: argparse.Namespace, rows: list[Row], seconds: float) -> str:
     lines = [
         "# Shadow churn against the test-split NFR",
         "",
-        f"{len(rows)} candidates (plain retrain, MPT-KL at each relative bias of the default "
-        f"sweep, PCT-KL) upgrading an old `{args.arch}` on the first {args.num_old} classes "
+        f"{len(rows)} candidates (plain retrain, MPT-KL at relative biases 0 to 2, PCT-KL, "
+        f"PCT-LM) upgrading an old `{args.arch}` on the first {args.num_old} classes "
         f"of `{args.dataset}` to all of them; {args.epochs} epochs each, "
         f"{args.train_per_class} training images per class. Each candidate's NFR is measured "
         f"on the labelled test split; its churn on a simulated live stream: {args.stream:,} "
@@ -134,8 +135,8 @@ def _render(args: argparse.Namespace, rows: list[Row], seconds: float) -> str:
         "the old model answered with a top-1 probability at least the threshold.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; {seconds / 60:.1f} min. "
-        f"Command: `python -m bench.shadow_churn --epochs {args.epochs} "
-        f"--train-per-class {args.train_per_class}`",
+        f"Command: `python -m bench.shadow_churn --dataset {args.dataset} --num-old "
+        f"{args.num_old} --epochs {args.epochs} --train-per-class {args.train_per_class}`",
         "",
         "| threshold | Pearson r | Spearman ρ |",
         "|---|---|---|",

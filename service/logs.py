@@ -22,6 +22,7 @@ __all__ = ["RequestContext", "configure_logging"]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("service.access")
+errors_log = logging.getLogger("service.errors")
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,7 +83,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, tagged)
         except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            errors_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if status:  # the response has begun: nothing sensible can follow it
                 raise
             await _internal_error(rid, scope["path"])(scope, receive, tagged)
@@ -100,12 +101,12 @@ class RequestContext:
 
 
 def _incoming_id(scope: Scope) -> str:
-    """The client's `X-Request-ID` (64 characters at most), or "". A plain scan of the raw
+    """The client's `X-Request-ID`, or "". A plain scan of the raw
     headers: ASGI gives their names lowercased, and `Headers.get` cost several percent of
     the event loop's time per request."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            return str(value.decode("latin-1")[:64])
+            return str(value.decode("latin-1"))
     return ""
 
 

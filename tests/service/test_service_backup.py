@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,10 @@ def test_backup_while_serving_and_writing_restores_a_whole_registry(
         writer = threading.Thread(target=write)
         writer.start()
         try:
+            for _ in range(600):  # the writes are flowing before the backup starts
+                if written:
+                    break
+                time.sleep(0.05)
             made = _cli(first, "backup", str(tmp_path / "backup"))
         finally:
             stop.set()

@@ -69,13 +69,13 @@ async def test_load_unhandled_error_is_answered_logged_and_counted(
 
     monkeypatch.setattr("service.routes.predict.predictions", broken)
     recorded = _Recorded()
-    logging.getLogger("service.access").addHandler(recorded)
+    logging.getLogger("service").addHandler(recorded)  # access and error logs alike
     try:
         response = await live.client.post(
             "/predict", json=ZEROS, headers={"X-Request-ID": "trace-500"}
         )
     finally:
-        logging.getLogger("service.access").removeHandler(recorded)
+        logging.getLogger("service").removeHandler(recorded)
     body = problem(response, 500)
     assert body["request_id"] == "trace-500" and "trace-500" in body["detail"]
     assert response.headers["X-Request-ID"] == "trace-500"
