@@ -1,0 +1,43 @@
+"""Follow an upgrade job with a live progress bar: its phase, training run and epoch."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from tqdm import tqdm
+
+from mptctl.client import Client
+from mptctl.resources import Job
+
+__all__ = ["describe", "watch_job"]
+
+
+def describe(job: Job) -> str:
+    """What the job is doing, e.g. `candidates · candidate-2 · epoch 3/8`."""
+    if job.finished:
+        return job.status
+    progress = job.progress
+    parts = [job.phase or job.status]
+    if progress.stage and job.phase in ("reference", "candidates"):
+        parts.append(progress.stage)
+        if progress.epoch is not None and progress.epochs:
+            parts.append(f"epoch {progress.epoch}/{progress.epochs}")
+    return " · ".join(parts)
+
+
+def watch_job(
+    client: Client, job_id: str, *, out: TextIO | None = None, interval: float = 0.5
+) -> Job:
+    """Poll the job until it ends, drawing its progress on `out` (stderr when `None`);
+    returns the finished job."""
+    bar = tqdm(total=100, unit="%", file=out, bar_format="{desc} {bar} {percentage:3.0f}%")
+
+    def show(job: Job) -> None:
+        bar.set_description_str(f"job {job.id[:8]}: {describe(job)}", refresh=False)
+        bar.n = round(100 * job.progress.fraction, 1)
+        bar.refresh()
+
+    try:
+        return client.wait(job_id, on_update=show, interval=interval)
+    finally:
+        bar.close()
