@@ -30,9 +30,12 @@ def watch_job(
 ) -> Job:
     """Poll the job until it ends, drawing its progress on `out` (stderr when `None`);
     returns the finished job."""
-    bar = tqdm(total=100, unit="%", file=out, bar_format="{desc} {bar} {percentage:3.0f}%")
+    bars: list[tqdm[None]] = []  # drawn from the first answer on: an error stays one line
 
     def show(job: Job) -> None:
+        if not bars:
+            bars.append(tqdm(total=100, file=out, bar_format="{desc} {bar} {percentage:3.0f}%"))
+        bar = bars[0]
         bar.set_description_str(f"job {job.id[:8]}: {describe(job)}", refresh=False)
         bar.n = round(100 * job.progress.fraction, 1)
         bar.refresh()
@@ -40,4 +43,5 @@ def watch_job(
     try:
         return client.wait(job_id, on_update=show, interval=interval)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
