@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TextIO
-
 from tqdm import tqdm
 
 from mptctl.client import Client
@@ -25,16 +23,15 @@ def describe(job: Job) -> str:
     return " · ".join(parts)
 
 
-def watch_job(
-    client: Client, job_id: str, *, out: TextIO | None = None, interval: float = 0.5
-) -> Job:
-    """Poll the job until it ends, drawing its progress on `out` (stderr when `None`);
-    returns the finished job."""
+def watch_job(client: Client, job_id: str, *, quiet: bool = False, interval: float = 0.5) -> Job:
+    """Poll the job until it ends, drawing its progress on stderr unless `quiet`; returns
+    the finished job."""
     bars: list[tqdm[None]] = []  # drawn from the first answer on: an error stays one line
 
     def show(job: Job) -> None:
         if not bars:
-            bars.append(tqdm(total=100, file=out, bar_format="{desc} {bar} {percentage:3.0f}%"))
+            bar_format = "{desc} {bar} {percentage:3.0f}%"
+            bars.append(tqdm(total=100, disable=quiet, bar_format=bar_format))
         bar = bars[0]
         bar.set_description_str(f"job {job.id[:8]}: {describe(job)}", refresh=False)
         bar.n = round(100 * job.progress.fraction, 1)

@@ -13,7 +13,10 @@ from mptctl import ApiError, Client, Dataset, Deployment
 from tests.mptctl.conftest import Service
 from tests.processes import unused_port
 
-MODULES = ["mptctl", "mptctl.client", "mptctl.errors", "mptctl.resources", "mptctl.reports"]
+MODULES = [
+    "mptctl", "mptctl.client", "mptctl.errors", "mptctl.resources", "mptctl.reports",
+    "mptctl.views", "mptctl.watch", "mptctl.commands", "mptctl.cli", "mptctl.demo",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -26,7 +29,7 @@ def test_mptctl_public_api_all_names_exist(name: str) -> None:
 
 def test_mptctl_import_loads_neither_torch_nor_the_service() -> None:
     code = (
-        "import sys, mptctl, mptctl.cli\n"
+        "import sys, mptctl, mptctl.cli, mptctl.demo\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(loaded & {'torch', 'fastapi', 'core', 'service', 'worker', 'mpt'}))\n"
     )
