@@ -180,11 +180,13 @@ def report_text(report: ReleaseReport, worst: int = 5) -> str:
     entry = report["reports"]["candidate"]
     plain = report["reports"].get("no_treatment")
     candidate = entry["report"]
+    baseline = report["baseline_version"]
+    against = f"v{baseline}" if baseline else "no release"
+    new_classes = candidate["num_classes"] - candidate["num_old"]
     title = (
         f"{report['deployment']} v{report['version']} ({report['method'] or 'uploaded'}) "
-        f"against v{report['baseline_version']}, {entry['split']} split of dataset "
-        f"{report['dataset_id']}: {candidate['num_samples']} images, "
-        f"{candidate['num_old']} old and {candidate['num_classes'] - candidate['num_old']} "
+        f"against {against}, {entry['split']} split of dataset {report['dataset_id']}: "
+        f"{candidate['num_samples']} images, {candidate['num_old']} old and {new_classes} "
         "new classes"
     )
     parts = [

@@ -29,12 +29,15 @@ def watch_job(client: Client, job_id: str, *, quiet: bool = False, interval: flo
     bars: list[tqdm[None]] = []  # drawn from the first answer on: an error stays one line
 
     def show(job: Job) -> None:
+        text, percent = f"job {job.id[:8]}: {describe(job)}", round(100 * job.progress.fraction, 1)
         if not bars:
             bar_format = "{desc} {bar} {percentage:3.0f}%"
-            bars.append(tqdm(total=100, disable=quiet, bar_format=bar_format))
+            bars.append(
+                tqdm(total=100, initial=percent, desc=text, disable=quiet, bar_format=bar_format)
+            )
         bar = bars[0]
-        bar.set_description_str(f"job {job.id[:8]}: {describe(job)}", refresh=False)
-        bar.n = round(100 * job.progress.fraction, 1)
+        bar.set_description_str(text, refresh=False)
+        bar.n = percent
         bar.refresh()
 
     try:

@@ -77,8 +77,8 @@ def _job(phase: str | None, status: str = "running", **progress: object) -> Job:
 
 
 def test_watch_describe_names_phase_stage_and_epoch() -> None:
-    training = _job("candidates", stage="candidate-2", epoch=3, epochs=8)
-    assert describe(training) == "candidates · candidate-2 · epoch 3/8"
-    assert describe(_job("gating", stage="candidate-2", epoch=8, epochs=8)) == "gating"
+    training = _job("candidates", stage="candidate:0.25", epoch=3, epochs=8)
+    assert describe(training) == "candidates · candidate:0.25 · epoch 3/8"
+    assert describe(_job("gating", stage="candidate:0.25", epoch=8, epochs=8)) == "gating"
     assert describe(_job(None, status="queued")) == "queued"
     assert describe(_job(None, status="succeeded")) == "succeeded"
