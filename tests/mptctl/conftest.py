@@ -21,7 +21,7 @@ class Service:
     key: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     var = tmp_path_factory.mktemp("mptctl")
     env = {"MPT_ADMIN_TOKEN": ADMIN_TOKEN, "MPT_EMBEDDED_WORKER": "false"}
@@ -29,7 +29,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield Service(url, ADMIN_TOKEN)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three classes of `digits` as an `.npz` upload."""
     folder = tmp_path_factory.mktemp("mptctl-data")

@@ -1,6 +1,7 @@
 """The whole story through `mptctl`, against `mpt-service serve` with its embedded worker:
 deploy, upload, upgrade, watch, report, promote, predict, rollback; then a release that fails
-its gate (`watch` exits 5) and the refusals that follow from it. Then the demo of
+its gate (`watch` exits 5) and the refusals that follow from it, and a cancelled job (exits
+6). Then the demo of
 `scripts/run.sh` (`mptctl.demo`), twice: the second run makes nothing again."""
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def test_mptctl_tells_the_whole_story(url: str, tmp_path: Path, files: Files) ->
     assert _ok(url, "rollback", NAME).strip() == f"{NAME} v1: active (5 labels)"
     statuses = {r["version"]: r["status"] for r in _json(url, "releases", NAME)}
     assert statuses == {1: "active", 2: "retired"}
+    _check_a_cancelled_job(url, dataset["id"])
     _check_a_failed_gate(url, dataset["id"])
 
 
@@ -100,6 +102,16 @@ def _check_a_failed_gate(url: str, dataset_id: str) -> None:
     assert "reason" in no_reason.stderr and "already succeeded" in finished.stderr
     forced = _ok(url, "promote", NAME, "3", "--force", "--reason", "accepted by the test")
     assert forced.strip() == f"{NAME} v3: active (10 labels)"
+
+
+def _check_a_cancelled_job(url: str, dataset_id: str) -> None:
+    long_job = [*_upgrade_args(dataset_id), "--epochs", "500"]  # the last --epochs counts
+    submitted = _json(url, *long_job)
+    assert _ok(url, "cancel", submitted["id"]).startswith(f"job {submitted['id']} ")
+    ended = mptctl(url, ADMIN_TOKEN, "watch", submitted["id"], "--quiet")
+    assert ended.returncode == EXIT["job_failed"] == 6
+    assert ended.stdout.strip() == f"job {submitted['id']} cancelled"
+    assert ended.stderr == f"mptctl: job {submitted['id']} cancelled\n"
 
 
 def _demo_files(files: Files, folder: Path) -> DemoFiles:
