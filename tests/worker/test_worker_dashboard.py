@@ -3,9 +3,6 @@ headless Chromium on the deployment page while the job trains, then on its repor
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import Watched, chromium, watch
-from tests.processes import unused_port, wait_until_healthy
+from tests.processes import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,26 +24,10 @@ LIVE_JOB: dict[str, Any] = {"method": "mpt_kl", "arch": "mlp", "epochs": 6, "see
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[httpx.Client]:
     """`mpt-service serve` in the embedded default: SQLite, its own broker file and worker."""
-    port = unused_port()
-    env = {
-        **os.environ, "MPT_VAR_DIR": str(tmp_path / "var"), "MPT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "MPT_PORT": str(port), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    }  # fmt: skip
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with serving(tmp_path / "var", {"MPT_ADMIN_TOKEN": ADMIN_TOKEN}) as url:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
             yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def _start_upgrade(client: httpx.Client, files: Any) -> str:
