@@ -62,8 +62,10 @@ def renormalise(inputs: Tensor, source: InputSpec, target: InputSpec) -> Tensor:
 
 
 def _lowest_priority() -> None:
-    """Let the answers' threads go first: the shadow's thread gets what the CPU has left
-    (Linux schedules threads by their own nice value)."""
+    """Let the answers go first: the shadow's thread gets what the CPU has left (Linux
+    schedules threads by their own nice value), and runs its forward passes on one core
+    (torch's thread count is this thread's own: the answers keep theirs)."""
+    torch.set_num_threads(1)
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 

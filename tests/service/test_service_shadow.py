@@ -208,3 +208,14 @@ async def test_dashboard_shows_the_shadow_on_the_release_page(shadowed: Any, pac
     assert 'data-shadow="running"' in page.text
     assert f'data-metric="shadow-seen">{shadow["seen"]}' in page.text
     assert page.text.count('class="flipped shadow-samples"') == (1 if shadow["samples"] else 0)
+
+
+def test_the_shadow_thread_leaves_the_answers_their_torch_threads() -> None:
+    before = torch.get_num_threads()
+    spec = InputSpec(1, 2, 2, (0.0,), (1.0,))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    runner = ShadowRunner(1, ServedModel(1, 2, ("a", "b", "c"), spec, model), 1.0, 0.9, 4)
+    runner.offer(torch.zeros(2, 1, 2, 2), torch.zeros(2, 2), spec)
+    runner.drain()
+    runner.stop()
+    assert torch.get_num_threads() == before and runner.snapshot()[0].seen == 2
