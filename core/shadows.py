@@ -160,9 +160,11 @@ def settle(session: Session, shadow: Shadow, actor: str) -> str | None:
     """For an auto-promoting shadow: once `min_shadow_samples` is met, judge its shadow rules;
     promote on a pass, reject on a fail, record the decision, stop the shadow. Returns the
     outcome, or None while the evidence is still coming in (or it is not auto-promoting)."""
+    if not shadow.auto_promote or not shadow.policy:
+        return None
     session.refresh(shadow, with_for_update=True)  # one API process settles it
     rules = shadow.policy
-    if shadow.stopped_at is not None or not shadow.auto_promote or not rules:
+    if shadow.stopped_at is not None:
         return None
     tally = evidence(session, shadow).tally
     if tally.seen < float(rules.get("min_shadow_samples", 1)):

@@ -89,6 +89,7 @@ class ShadowRunner:
         self.shadow_id, self.candidate = shadow_id, candidate
         self.sample_rate, self.threshold = sample_rate, threshold
         self.tally, self.dropped, self.samples = ChurnTally(), 0, list[_Sample]()
+        self.written: tuple[dict[str, Any], int, int] | None = None  # what ShadowSet last wrote
         self._queue: queue.Queue[tuple[Tensor, Tensor] | None] = queue.Queue(queue_size)
         self._lock = threading.Lock()
         self._generator = torch.Generator().manual_seed(shadow_id)
@@ -216,8 +217,12 @@ class ShadowSet:
         if runner is None:
             return
         tally, dropped, samples = runner.snapshot()
+        written = (tally.to_dict(), dropped, len(samples))
+        if runner.written == written:  # nothing new since the last write
+            return
         stored = [self._stored(sample, runner.candidate) for sample in samples]
         shadows.write_tally(session, shadow.id, self.process, tally, dropped, stored)
+        runner.written = written
 
     def _stored(self, sample: _Sample, candidate: ServedModel) -> dict[str, Any]:
         if sample.stored is None:
