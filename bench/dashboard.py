@@ -1,7 +1,7 @@
 """How fast the dashboard answers at scale: 100 classes, 50 releases, 500 flipped images.
 
 Writes a made-up history (`bench.dashboard_history`) into a fresh SQLite registry, serves it
-with a real `mpt-service serve` process, then times (1) each page and its JSON from a plain
+with a real `uvicorn` process of the service (`bench/servers.py`), then times (1) each page and its JSON from a plain
 HTTP client, `--repeat` times in a row, and (2) each page in headless Chromium until the
 network is idle, the release page also with all 500 thumbnails scrolled in and loaded.
 
@@ -14,8 +14,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import servers
 from bench.browser import chromium
 from bench.dashboard_history import populate
 from core import db
@@ -30,29 +29,7 @@ from core.settings import Settings
 from core.storage import LocalArtifactStore
 from service.auth import create_key
 
-TOKEN = "bench-dashboard-admin-token"
-
-
-def _serve(var: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ, "MPT_VAR_DIR": str(var), "MPT_ADMIN_TOKEN": TOKEN, "MPT_PORT": str(port),
-        "MPT_EMBEDDED_WORKER": "false", "MPT_LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    log = (var / "server.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve"], env=env, stdout=log, stderr=log
-    )
-
-
-def _wait(url: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not start")
+TOKEN = servers.ADMIN_TOKEN
 
 
 def _times(call: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -130,10 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         with sessions() as session:
             key = create_key(session, "bench-reader", ["read"])
             session.commit()
-        server = _serve(var, args.port)
-        url = f"http://127.0.0.1:{args.port}"
+        server = servers.start_api(var, args.port)
+        url = server.url
         try:
-            _wait(url)
             report = _busiest_report(url, history.versions)
             base = "/dashboard/deployments/bench"
             pages = ["/dashboard", base, f"{base}/compare", f"{base}/releases/{report}"]
@@ -142,8 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             http = _http_rows(url, key, pages + api, args.repeat)
             browser = _browser_rows(url, key, pages, max(3, args.repeat // 4))
         finally:
-            server.terminate()
-            server.wait()
+            servers.stop([server])
     text = _render(args, report, http, browser)
     print(text)
     if args.out:
@@ -173,7 +148,7 @@ def _render(args: argparse.Namespace, report: int, http: list[str], browser: lis
             "A made-up history at the scale the dashboard must stay fast at: one deployment, "
             "100 classes (80 old), 50 releases each with both flip reports, 5,000 test images, "
             f"and v{report}'s report listing 500 flipped images. SQLite registry, one "
-            "`mpt-service serve` process, everything on loopback.",
+            "`uvicorn` process of the service (`bench/servers.py`), everything on loopback.",
             "",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
             f"{platform.python_version()}; load average before the run {load[0]:.2f}.",
