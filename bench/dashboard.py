@@ -1,9 +1,9 @@
 """How fast the dashboard answers at scale: 100 classes, 50 releases, 500 flipped images.
 
 Writes a made-up history (`bench.dashboard_history`) into a fresh SQLite registry, serves it
-with a real `uvicorn` process of the service (`bench/servers.py`), then times (1) each page and its JSON from a plain
-HTTP client, `--repeat` times in a row, and (2) each page in headless Chromium until the
-network is idle, the release page also with all 500 thumbnails scrolled in and loaded.
+with a real `uvicorn` process of the service (`bench/servers.py`), then times (1) each page
+and its JSON from a plain HTTP client, `--repeat` times in a row, and (2) each page in
+headless Chromium until its load event, the release page also with all its thumbnails loaded.
 
     python -m bench.dashboard --out docs/results/dashboard.md
 """
