@@ -25,22 +25,30 @@ async def test_swap_during_concurrent_predictions_fails_no_request(live, package
     await live.register(packages.new)
     inputs = {"inputs": torch.zeros(1, 1, 8, 8).tolist()}
 
-    async def predict(delay: float) -> tuple[int, int | None]:
-        await asyncio.sleep(delay)
-        response = await live.client.post("/predict", json=inputs)
-        release = response.json().get("release") if response.status_code == 200 else None
-        return response.status_code, release
+    promoted_event = asyncio.Event()
+
+    async def client() -> list[tuple[int, int | None]]:
+        """Predict again and again, through the swap and for ten answers after it."""
+        answers, after = [], 0
+        while after < 10:
+            response = await live.client.post("/predict", json=inputs)
+            release = response.json().get("release") if response.status_code == 200 else None
+            answers.append((response.status_code, release))
+            after += promoted_event.is_set()
+        return answers
 
     async def promote() -> int:
         await asyncio.sleep(0.2)
-        return (await live.promote(2, reason="swap under load")).status_code
+        status = (await live.promote(2, reason="swap under load")).status_code
+        promoted_event.set()
+        return status
 
-    # 200 requests spread over 0.8 s, the promotion sent a quarter of the way in.
-    results = await asyncio.gather(*(predict(i * 0.004) for i in range(200)), promote())
-    *answers, promoted = results
+    # four clients predicting all along; the promotion sent once they are under way
+    *per_client, promoted = await asyncio.gather(*(client() for _ in range(4)), promote())
+    answers = [answer for answers in per_client for answer in answers]
     assert promoted == 200
 
-    assert Counter(status for status, _ in answers) == {200: 200}
+    assert Counter(status for status, _ in answers) == {200: len(answers)}
     releases = Counter(release for _, release in answers)
     assert set(releases) == {1, 2}, releases
 
