@@ -75,17 +75,21 @@ def counters(url: str) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def forward_rate(model: torch.nn.Module, batch: int, seconds: float = 3.0) -> float:
+def forward_rate(
+    model: torch.nn.Module, batch: int, seconds: float = 3.0, device: str = "cpu"
+) -> float:
     """Images per second of the bare forward pass at `batch` inputs: the best of five
-    windows, so that other work on a shared machine counts as little as it can."""
+    windows, so that other work on a shared machine counts as little as it can. On a GPU
+    the input is copied there and the logits back, as the server does."""
+    model = model.to(device)
     inputs = torch.randn(batch, CIFAR_SPEC.channels, CIFAR_SPEC.height, CIFAR_SPEC.width)
     for _ in range(3):
-        model(inputs)
+        model(inputs.to(device)).cpu()
     best = 0.0
     for _ in range(5):
         runs, start = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds / 5:
-            model(inputs)
+            model(inputs.to(device)).cpu()
             runs += 1
         best = max(best, runs * batch / elapsed)
     return best
@@ -98,7 +102,8 @@ def bench_service(arch: str, folder: Path, args: argparse.Namespace) -> list[dic
     for route, body in bodies().items():
         files[route] = folder / f"{route.strip('/').replace('/', '-')}.json"
         files[route].write_bytes(body)
-    with api_processes(folder / f"var-{arch}", 1) as (server,):
+    device = {"MPT_SERVING_DEVICE": args.device}
+    with api_processes(folder / f"var-{arch}", 1, **device) as (server,):
         deploy(server.url, [package])
         wait_ready([server.url])
         for route in args.routes:
@@ -117,8 +122,12 @@ def bench_service(arch: str, folder: Path, args: argparse.Namespace) -> list[dic
     for row in rows:
         batch = max(1, round(row["mean_batch"]))
         row["limit_batch"] = batch
-        row["limit_per_second"] = forward_rate(model, batch, args.limit_seconds)
+        row["limit_per_second"] = forward_rate(model, batch, args.limit_seconds, args.device)
     return rows
+
+
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
 
 
 def _uptime() -> str:
@@ -164,13 +173,17 @@ def main(argv: list[str] | None = None) -> None:
         help="torch intra-op threads of every process (OMP_NUM_THREADS): on a busy 2-core "
         "machine two spin-waiting threads can make a forward pass tens of times slower",
     )  # fmt: skip
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu",
+        help="where the server (MPT_SERVING_DEVICE) and the bare forward pass run",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the table (markdown) here")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the servers inherit it
     torch.set_num_threads(args.threads)
     meta = {"command": " ".join(["python -m bench.serving", *(argv or sys.argv[1:])]),
             "load before": _uptime(), "torch threads": torch.get_num_threads(),
-            "cpus": os.cpu_count()}  # fmt: skip
+            "cpus": os.cpu_count(), "device": _device_name(args.device)}  # fmt: skip
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in args.archs:

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--all-threads", action="store_true", help="not only the GIL holder")
+    parser.add_argument("--samples", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory() as folder:
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(command, check=True, capture_output=True)
             print(load.communicate()[0].strip())
             total, counts = shares(raw)
+            if args.samples is not None:
+                shutil.copyfile(raw, args.samples)
     print(f"\n{total} samples ({'all threads' if args.all_threads else 'GIL holder'})\n")
     print("| step | share |\n|---|---:|")
     for step, count in counts.items():

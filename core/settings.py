@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     release_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often API processes re-read the active releases."
     )
+    key_recheck_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long an API process trusts a key the database confirmed unrevoked; "
+        "a revocation reaches the other processes within it (0: every request asks).",
+    )
     job_heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often a running job writes its heartbeat."
     )

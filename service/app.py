@@ -22,6 +22,7 @@ from service.deps import AppState
 from service.errors import install_handlers
 from service.logs import RequestContext, configure_logging
 from service.metrics import ServiceMetrics
+from service.openapi import document_bearer_keys
 from service.routes import (
     audit,
     datasets,
@@ -77,7 +78,7 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         registry,
         metrics,
         make_celery(settings),
-        KeyCache(sessions),
+        KeyCache(sessions, recheck=settings.key_recheck_seconds),
         SplitCache(),
         ShadowSet(sessions, store, load_served_model, queue_size=settings.shadow_queue_size),
     )
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         description="Flip-gated classifier upgrades with Margin Preserving Training.",
     )
     install_handlers(app)
+    document_bearer_keys(app)
 
     def count(scope: Scope, status: int, seconds: float) -> None:
         path = getattr(scope.get("route"), "path", "unmatched")

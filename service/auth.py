@@ -131,25 +131,47 @@ def _revoked(session: Session, key_id: int) -> bool:
     return revoked_at is not None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Entry:
     key_id: int
     principal: Principal
     expires: float
+    checked: float  # when the database last said the key was not revoked
 
 
 class KeyCache:
-    """Keys proven within `ttl` seconds are not hashed against the table again: a request
-    then costs one primary-key read, which asks whether the key was revoked since. That
-    read is what makes a revocation stop the key at once in every API process. While the
-    database is unreachable a remembered key keeps working until its entry expires (no
-    revocation can be written meanwhile), so `/predict` goes on answering."""
+    """Keys proven within `ttl` seconds are not hashed against the table again, and a key
+    the database confirmed unrevoked within `recheck` seconds is trusted without asking it
+    again: `fresh` answers those from memory, on the event loop. Past `recheck`, `principal`
+    asks again with one primary-key read, so a revocation stops the key in every API process
+    within `recheck` seconds (at once in the process that revoked it: `forget`; and at once
+    everywhere with `recheck=0`). While the database is unreachable a remembered key keeps
+    working until its entry expires (no revocation can be written meanwhile), so `/predict`
+    goes on answering."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], ttl: float = 300.0, max_entries: int = 10_000
+        self,
+        sessions: sessionmaker[Session],
+        ttl: float = 300.0,
+        recheck: float = 1.0,
+        max_entries: int = 10_000,
     ) -> None:
-        self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
+        self.sessions, self.ttl, self.recheck = sessions, ttl, recheck
+        self.max_entries = max_entries
         self._entries: dict[str, _Entry] = {}
+
+    def fresh(self, key: str) -> Principal | None:
+        """The key's principal when the database confirmed it within `recheck` seconds; None
+        when `principal` must be asked (in a worker thread: it may read the database)."""
+        hit = self._entries.get(_hash(key))
+        if hit is not None and time.monotonic() - hit.checked < self.recheck:
+            return hit.principal
+        return None
+
+    def forget(self, key_id: int) -> None:
+        """Drop the entries of the key `key_id` (revoked here): its next request is refused."""
+        for digest in [d for d, e in self._entries.items() if e.key_id == key_id]:
+            self._entries.pop(digest, None)
 
     def principal(self, key: str) -> Principal | None:
         digest, now = _hash(key), time.monotonic()
@@ -164,7 +186,7 @@ class KeyCache:
             return None
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[digest] = _Entry(found[0], found[1], now + self.ttl)
+        self._entries[digest] = _Entry(found[0], found[1], now + self.ttl, now)
         return found[1]
 
     def _recheck(self, digest: str, hit: _Entry) -> Principal | None:
@@ -176,4 +198,5 @@ class KeyCache:
         if revoked:
             self._entries.pop(digest, None)
             return None
+        hit.checked = time.monotonic()
         return hit.principal

@@ -10,7 +10,6 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from celery import Celery
 from fastapi import Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,7 +46,6 @@ __all__ = [
 ]
 
 Row = TypeVar("Row")
-_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
 
 @dataclass
@@ -100,19 +98,16 @@ RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: 401 without a valid key, 403 when the key lacks `scope`."""
 
-    async def check(
-        request: Request,
-        state: StateDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        key = presented_key(request, credentials)
+    async def check(request: Request) -> Principal:
+        state: AppState = request.app.state.mpt
+        key = presented_key(request)
         if key is None:
             if scope == "read" and _public_read(request, state):
                 return ANONYMOUS
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        # Every request asks the database whether the key was revoked (one primary-key read
-        # for a remembered key), so a revocation holds at once in every process.
-        principal = await anyio.to_thread.run_sync(state.keys.principal, key)
+        principal = state.keys.fresh(key) or await anyio.to_thread.run_sync(
+            state.keys.principal, key
+        )
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         if not principal.allows(scope):
@@ -124,11 +119,12 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-def presented_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+def presented_key(request: Request) -> str | None:
     """The bearer key, else, for a read (GET or HEAD), the dashboard's cookie: a cookie never
     authorises a change, so another site cannot make a logged-in browser change anything."""
-    if credentials is not None and credentials.scheme.lower() == "bearer":
-        return credentials.credentials
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and key:
+        return key
     if request.method in SAFE_METHODS:
         return request.cookies.get(COOKIE) or None
     return None

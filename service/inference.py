@@ -8,7 +8,9 @@ write answers; both go through here, so they queue, time out and count alike.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +24,30 @@ from service.errors import Forbidden, ServiceUnavailable, Unprocessable
 from service.serving.batcher import BatchResult, MicroBatcher
 from service.serving.holder import NotLoaded, ServedModel
 
-__all__ = ["DEADLINE_HEADER", "Deadline", "Target", "deadline", "target"]
+__all__ = [
+    "DEADLINE_HEADER",
+    "INLINE_BYTES",
+    "Deadline",
+    "Target",
+    "deadline",
+    "run_sized",
+    "target",
+]
+
+T = TypeVar("T")
+
+# Work on a body up to this size runs on the event loop: a hop to a worker thread costs more
+# than parsing a few images, and both hold the GIL anyway.
+INLINE_BYTES = 64 * 1024
+
+
+async def run_sized(size: int, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` on the event loop when `size` (bytes) is small, else in a worker thread,
+    so that a large body never stalls the other requests."""
+    if size <= INLINE_BYTES:
+        return work(*args)
+    return await anyio.to_thread.run_sync(work, *args)
+
 
 DEADLINE_HEADER = "x-request-deadline-ms"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
@@ -30,7 +29,7 @@ from service.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from service.inference import deadline, target
+from service.inference import deadline, run_sized, target
 from service.jsonio import json_response
 from service.schemas import InferResponse, Live, ModelMetadata, Ready, ServerMetadata
 from service.serving.batcher import BatchResult
@@ -162,7 +161,7 @@ def _header_length(request: Request) -> int | None:
 
 
 def _answer(name: str, parsed: Parsed, result: BatchResult) -> Response:
-    """The protocol's answer, rendered here (in a worker thread)."""
+    """The protocol's answer."""
     return json_response(infer_response(name, parsed, result.logits, result.served))
 
 
@@ -176,11 +175,12 @@ async def _infer(request: Request, key: Principal, name: str, version: int | Non
     served = chosen.served
     with chosen.batcher.arriving_request():
         body = await read_body(request, state.settings.max_predict_bytes)
-        parsed = await anyio.to_thread.run_sync(
-            parse_infer, body, _header_length(request), served.spec, len(served.labels)
+        header_length = _header_length(request)
+        parsed = await run_sized(
+            len(body), parse_infer, body, header_length, served.spec, len(served.labels)
         )
     result = await chosen.run(state, parsed.inputs, clock)
-    return await anyio.to_thread.run_sync(_answer, name, parsed, result)
+    return await run_sized(len(body), _answer, name, parsed, result)
 
 
 @router.post(

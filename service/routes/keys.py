@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service import auth
-from service.deps import AdminKey, SessionDep, scope_doc
+from service.deps import AdminKey, SessionDep, StateDep, scope_doc
 from service.errors import API_PROBLEMS, problem_responses
 from service.schemas import KeyCreate, KeyCreated, KeyRead, ListOf
 
@@ -29,8 +29,10 @@ def list_keys(session: SessionDep, key: AdminKey) -> ListOf[KeyRead]:
 
 
 @router.post("/{key_name}/revoke", response_model=KeyRead, openapi_extra=scope_doc("admin"))
-def revoke_key(key_name: str, session: SessionDep, key: AdminKey) -> KeyRead:
-    """Revoke a key: every API process refuses it from its next request. Scope: admin."""
+def revoke_key(key_name: str, session: SessionDep, key: AdminKey, state: StateDep) -> KeyRead:
+    """Revoke a key: this process refuses it from its next request, the others within
+    MPT_KEY_RECHECK_SECONDS. Scope: admin."""
     row = auth.revoke_key(session, key_name, actor=key.name)
     session.commit()
+    state.keys.forget(row.id)
     return KeyRead.model_validate(row)

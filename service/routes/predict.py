@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -21,7 +20,7 @@ from core import releases
 from core.settings import Settings
 from mpt.io import InputSpec
 from service.auth import Principal
-from service.deps import AppState, PredictKey, StateDep, scope_doc
+from service.deps import AppState, PredictKey, scope_doc
 from service.errors import (
     MAX_LISTED,
     UPLOAD_PROBLEMS,
@@ -31,7 +30,7 @@ from service.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from service.inference import deadline, target
+from service.inference import INLINE_BYTES, deadline, run_sized, target
 from service.jsonio import json_response, parse_json
 from service.schemas import DEFAULT_TOP_K, INT64_MAX, MAX_TOP_K, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
@@ -95,6 +94,7 @@ def _top_k(raw: str | None, where: str) -> int:
 
 
 InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
+_ANSWER_BYTES = 1024  # about what one prediction's answer costs to render, as body bytes
 
 
 def _json_inputs(body: bytes, max_inputs: int, spec: InputSpec) -> tuple[Tensor, int]:
@@ -120,21 +120,24 @@ def _image_inputs(
     return images_to_inputs(files, spec, *pixels), top_k
 
 
-async def _read_inputs(request: Request, state: AppState, top_k: int | None) -> InputsOf:
-    """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, to
-    run off the event loop."""
+async def _read_inputs(
+    request: Request, state: AppState, top_k: int | None
+) -> tuple[InputsOf, int]:
+    """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, and
+    the size of that work in bytes (images always go to a worker thread: decoding them
+    releases the GIL)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     settings = state.settings
     limit = settings.max_predict_bytes
     if kind == "application/json":
         body = await read_body(request, limit)
-        return partial(_json_inputs, body, settings.max_predict_inputs)
+        return partial(_json_inputs, body, settings.max_predict_inputs), len(body)
     if kind == "multipart/form-data":
         files, top_k = await _read_form(request, limit, settings.max_predict_inputs)
-        return partial(_image_inputs, files, top_k, settings)
+        return partial(_image_inputs, files, top_k, settings), limit
     if kind.startswith("image/"):
         image = ("body", await read_body(request, limit))
-        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, settings)
+        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, settings), limit
     raise UnsupportedMediaType(
         "send application/json, multipart/form-data images in 'files', or one image as the "
         f"body (image/jpeg, image/png, ...), not {kind or 'nothing'}"
@@ -168,7 +171,7 @@ def _label_space(
 def _answer(
     state: AppState, name: str, label_space: int | None, result: BatchResult, top_k: int
 ) -> Response:
-    """The answer, rendered here (in a worker thread): `PredictResponse`'s shape."""
+    """The answer: `PredictResponse`'s shape."""
     version, classes = _label_space(state, name, label_space, result.served)
     answers = predictions(result.logits[:, :classes], result.served.labels[:classes], top_k)
     body = {"release": result.served.version, "label_space": version, "predictions": answers}
@@ -180,11 +183,13 @@ async def _predict(name: str, request: Request, key: Principal, query: _Query) -
     clock = deadline(request.headers, state.settings.request_deadline_ms)
     chosen = await target(state, key, name, query.version)
     with chosen.batcher.arriving_request():
-        inputs_of = await _read_inputs(request, state, query.top_k)
-        inputs, top_k = await anyio.to_thread.run_sync(inputs_of, chosen.served.spec)
+        inputs_of, size = await _read_inputs(request, state, query.top_k)
+        inputs, top_k = await run_sized(size, inputs_of, chosen.served.spec)
     result = await chosen.run(state, inputs, clock)
     label_space = query.label_space
-    return await anyio.to_thread.run_sync(_answer, state, name, label_space, result, top_k)
+    # another label space is read from the database: that answer is rendered in a thread
+    work = INLINE_BYTES + 1 if label_space is not None else _ANSWER_BYTES * len(inputs)
+    return await run_sized(work, _answer, state, name, label_space, result, top_k)
 
 
 LabelSpace = Annotated[
@@ -228,12 +233,11 @@ async def predict_named(
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_BODY_DOC)
 async def predict_default(
     request: Request,
-    state: StateDep,
     key: PredictKey,
     label_space: LabelSpace = None,
     version: Version = None,
     top_k: TopK = None,
 ) -> Response:
     """Predict with the default deployment (MPT_DEFAULT_DEPLOYMENT). Scope: predict."""
-    query = _Query(label_space, version, top_k)
-    return await _predict(state.settings.default_deployment, request, key, query)
+    name = request.app.state.mpt.settings.default_deployment
+    return await _predict(name, request, key, _Query(label_space, version, top_k))

@@ -1,10 +1,11 @@
 """API keys: created, listed and revoked through the API and `mpt-service`; stored only as
-hashes, compared in constant time, never logged; a revocation stops the key at once in
-every API process."""
+hashes, compared in constant time, never logged; a revocation stops the key at once in the
+process that revoked it and within MPT_KEY_RECHECK_SECONDS in every other one."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import httpx
@@ -146,16 +147,26 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path, mpt_service, monkeyp
     engine.dispose()
 
 
+def _refused_within(client: httpx.Client, url: str, key: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.get(f"{url}/v1/deployments", headers=_bearer(key)).status_code == 401:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.postgres
-def test_keys_revocation_stops_the_key_at_once_in_every_process(
+def test_keys_revocation_reaches_every_process_within_the_recheck_interval(
     start_server, postgres_url: URL, tmp_path: Path, mpt_service
 ) -> None:
     """Two uvicorn processes on one database: both have the key cached; revoked through one
-    (then another key through the CLI), the other refuses it on the very next request."""
+    (then another key through the CLI), the revoking process refuses it on its very next
+    request and the other once its recheck interval has passed."""
     url = postgres_url.render_as_string(hide_password=False)
     shared = {"database_url": url, "artifact_dir": tmp_path / "artifacts", "admin_token": TOKEN}
-    first = start_server("first", **shared)
-    second = start_server("second", **shared)
+    first = start_server("first", **shared, key_recheck_seconds=0.5)
+    second = start_server("second", **shared, key_recheck_seconds=0.5)
     keys = {}
     with httpx.Client(headers=ADMIN, timeout=30) as client:
         for name in ("api-revoked", "cli-revoked"):
@@ -165,11 +176,27 @@ def test_keys_revocation_stops_the_key_at_once_in_every_process(
             for key in keys.values():
                 assert client.get(f"{server.url}/v1/deployments", headers=_bearer(key)).is_success
         assert client.post(f"{first.url}/v1/keys/api-revoked/revoke").status_code == 200
+        revoked = client.get(f"{first.url}/v1/deployments", headers=_bearer(keys["api-revoked"]))
+        assert revoked.status_code == 401, revoked.text
         assert mpt_service({"database_url": url}, "revoke-key", "cli-revoked").returncode == 0
         for server in (second, first):
             for key in keys.values():
-                response = client.get(f"{server.url}/v1/deployments", headers=_bearer(key))
-                assert response.status_code == 401, (server.url, response.text)
+                assert _refused_within(client, server.url, key, seconds=10), server.url
     logs = first.log.read_text() + second.log.read_text()
     assert "GET /v1/deployments" in logs  # requests were logged, the keys never
     assert not any(key in logs or key[8:] in logs for key in [*keys.values(), TOKEN])
+
+
+async def test_keys_cache_trusts_a_confirmed_key_only_within_its_recheck_interval(api) -> None:
+    key = await _create(api, "cached", "read")
+    patient = auth.KeyCache(api.state.sessions, recheck=60)
+    eager = auth.KeyCache(api.state.sessions, recheck=0)
+    assert patient.fresh(key) is None  # never confirmed: the database must be asked
+    assert patient.principal(key) == eager.principal(key) == auth.Principal("cached", {"read"})
+    assert patient.fresh(key) is not None and eager.fresh(key) is None
+    await api.client.post("/v1/keys/cached/revoke")
+    assert patient.fresh(key) is not None  # revoked elsewhere: trusted until it rechecks
+    assert eager.principal(key) is None
+    [row] = [k for k in auth.list_keys(api.state.sessions()) if k.name == "cached"]
+    patient.forget(row.id)
+    assert patient.fresh(key) is None and patient.principal(key) is None
