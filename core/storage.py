@@ -191,7 +191,11 @@ class ArtifactStore(Protocol):
 def open_store(settings: Settings) -> ArtifactStore:
     """The artifact store `settings.artifact_backend` chooses: the folder `artifact_dir`, or
     the S3 bucket with `artifact_dir` as this host's cache and scratch space."""
-    return LocalArtifactStore(settings.artifact_dir)
+    if settings.artifact_backend == "local":
+        return LocalArtifactStore(settings.artifact_dir)
+    from core.s3_store import S3ArtifactStore  # boto3 is the optional `s3` extra
+
+    return S3ArtifactStore.from_settings(settings)
 
 
 class LocalArtifactStore:
