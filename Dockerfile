@@ -11,6 +11,7 @@ COPY bench bench
 COPY migrations migrations
 # The migrations ship inside the installed package, so `mpt-service migrate` (the compose
 # `migrate` service) needs nothing from /app; alembic.ini is for running `alembic` by hand.
-RUN pip install --no-cache-dir . && rm -rf build *.egg-info
+# The s3 extra lets every container use a bucket as its artifact store (docs/storage.md).
+RUN pip install --no-cache-dir ".[s3]" && rm -rf build *.egg-info
 ENV MPT_VAR_DIR=/var/lib/mpt
 CMD ["mpt-service", "serve", "--host", "0.0.0.0", "--no-migrate"]

@@ -26,7 +26,7 @@ from bench.browser import chromium
 from bench.dashboard_history import populate
 from core import db
 from core.settings import Settings
-from core.storage import LocalArtifactStore
+from core.storage import open_store
 from service.auth import create_key
 
 TOKEN = servers.ADMIN_TOKEN
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         db.migrate(settings.database_url)
         sessions = db.make_session_factory(db.make_engine(settings.database_url))
         history = populate(
-            sessions, LocalArtifactStore(settings.artifact_dir), name="bench", num_classes=100,
+            sessions, open_store(settings), name="bench", num_classes=100,
             num_old=80, releases_count=50, test_per_class=50, flip_rate=0.12,
         )  # fmt: skip
         with sessions() as session:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL
 
 from core import db
 from core.models import Base, UTCDateTime, utc_now
-from core.storage import LocalArtifactStore, validate_sha256
+from core.storage import ArtifactStore, LocalArtifactStore, ref_body, validate_sha256
 
 __all__ = ["BackupError", "BackupSummary", "backup", "restore"]
 
@@ -170,27 +170,26 @@ def _reset_sequences(connection: sa.Connection) -> None:
 # --- the artifacts ------------------------------------------------------------------------------
 
 
-def _copy_artifacts(store: LocalArtifactStore, target: Path, summary: BackupSummary) -> None:
-    for blob in store.blobs():
-        destination = target / blob.parent.name / blob.name
+def _copy_artifacts(store: ArtifactStore, target: Path, summary: BackupSummary) -> None:
+    for sha256 in store.artifact_ids():
+        destination = target / sha256[:2] / sha256
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(blob, destination)
+        with store.open(sha256) as source, destination.open("wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
         summary.artifacts += 1
         summary.artifact_bytes += destination.stat().st_size
-    references = store.root / "references"
-    if references.is_dir():
-        shutil.copytree(references, target / "references", ignore=_temporaries)
-        summary.references = len(list((target / "references").glob("*.json")))
-
-
-def _temporaries(folder: str, names: list[str]) -> list[str]:
-    return [name for name in names if name.startswith(".tmp-")]
+    (target / "references").mkdir(parents=True, exist_ok=True)
+    for name in store.ref_names():
+        pointed = store.get_ref(name)
+        if pointed is not None:  # a reference whose artifact is gone has nothing to restore
+            (target / "references" / f"{name}.json").write_bytes(ref_body(pointed))
+            summary.references += 1
 
 
 # --- backup and restore -------------------------------------------------------------------------
 
 
-def backup(database_url: str | URL, store: LocalArtifactStore, out: Path) -> BackupSummary:
+def backup(database_url: str | URL, store: ArtifactStore, out: Path) -> BackupSummary:
     """Back up the database and the store into the new folder `out` (see the module)."""
     if out.exists():
         raise BackupError(f"{out} already exists; back up into a new folder")
@@ -217,7 +216,7 @@ def _read_summary(folder: Path) -> BackupSummary:
         raise BackupError(f"{folder} is not a complete backup ({SUMMARY_NAME}: {exc})") from exc
 
 
-def _check_empty(database_url: str | URL, store: LocalArtifactStore) -> None:
+def _check_empty(database_url: str | URL, store: ArtifactStore) -> None:
     engine = db.make_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -232,11 +231,11 @@ def _check_empty(database_url: str | URL, store: LocalArtifactStore) -> None:
                     raise BackupError(f"the database is not empty ({table.name} has rows)")
     finally:
         engine.dispose()
-    if next(store.blobs(), None) is not None:
-        raise BackupError(f"the artifact store at {store.root} is not empty")
+    if next(iter(store.artifact_ids()), None) is not None:
+        raise BackupError(f"the artifact store at {store.location} is not empty")
 
 
-def restore(folder: Path, database_url: str | URL, store: LocalArtifactStore) -> BackupSummary:
+def restore(folder: Path, database_url: str | URL, store: ArtifactStore) -> BackupSummary:
     """Restore the backup in `folder` into an empty database and an empty store."""
     summary = _read_summary(folder)
     _check_empty(database_url, store)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core.models import DatasetRecord, Release
-from core.storage import LocalArtifactStore
+from core.storage import ArtifactStore
 
 __all__ = ["IntegrityReport", "check_registry"]
 
@@ -40,13 +40,11 @@ def _named(session: Session) -> list[tuple[str, str]]:
     ]
 
 
-def _references(store: LocalArtifactStore) -> set[str]:
-    folder = store.root / "references"
-    names = [p.stem for p in folder.glob("*.json")] if folder.is_dir() else []
-    return {sha for name in names if (sha := store.get_ref(name)) is not None}
+def _references(store: ArtifactStore) -> set[str]:
+    return {sha for name in store.ref_names() if (sha := store.get_ref(name)) is not None}
 
 
-def _matches(store: LocalArtifactStore, sha256: str) -> bool:
+def _matches(store: ArtifactStore, sha256: str) -> bool:
     digest = hashlib.sha256()
     with store.open(sha256) as blob:
         while chunk := blob.read(1024 * 1024):
@@ -55,10 +53,10 @@ def _matches(store: LocalArtifactStore, sha256: str) -> bool:
 
 
 def check_registry(
-    session: Session, store: LocalArtifactStore, *, verify: bool = False
+    session: Session, store: ArtifactStore, *, verify: bool = False
 ) -> IntegrityReport:
     """Compare the rows with the store; `verify` also rehashes every artifact."""
-    stored, named = {blob.name for blob in store.blobs()}, _named(session)
+    stored, named = set(store.artifact_ids()), _named(session)
     report = IntegrityReport(rows=len(named), artifacts=len(stored))
     report.missing = sorted(f"{row}: {sha}" for row, sha in named if sha not in stored)
     report.orphans = sorted(stored - {sha for _, sha in named} - _references(store))

@@ -17,13 +17,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DEPLOYMENT_NAME_PATTERN", "LogLevel", "ServingDevice", "Settings", "get_settings"]
+__all__ = [
+    "DEPLOYMENT_NAME_PATTERN",
+    "ArtifactBackend",
+    "LogLevel",
+    "ServingDevice",
+    "Settings",
+    "get_settings",
+]
 
 # Deployment names appear in URLs and metric labels: lowercase slugs, 1 to 63 characters.
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ServingDevice = Literal["cpu", "cuda", "auto"]
+ArtifactBackend = Literal["local", "s3"]
 
 _GIB = 1024**3
 _MIB = 1024**2
@@ -51,7 +59,32 @@ class Settings(BaseSettings):
         default="", description="SQLAlchemy URL. Default: sqlite:///<var_dir>/mpt.db (absolute)."
     )
     artifact_dir: Path = Field(
-        default=Path(), description="Artifact store root. Default: <var_dir>/artifacts."
+        default=Path(),
+        description="Artifact store root (local backend), or this host's cache of the bucket "
+        "and its scratch folders (s3). Default: <var_dir>/artifacts.",
+    )
+    artifact_backend: ArtifactBackend = Field(
+        default="local",
+        description="Where artifacts live: local (artifact_dir) or s3 (a bucket every host "
+        "shares).",
+    )
+    # S3 credentials are never settings: boto3 reads them from the standard AWS chain
+    # (AWS_* variables, ~/.aws files, an instance or task role).
+    s3_bucket: str = Field(
+        default="",
+        pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="The bucket of the s3 backend (required with it).",
+    )
+    s3_prefix: str = Field(
+        default="", description="Key prefix of every object in the bucket, e.g. mpt/prod."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Endpoint of an S3-compatible server (MinIO, Ceph); unset: AWS S3.",
+    )
+    s3_region: str | None = Field(
+        default=None, description="Region of the bucket; unset: the AWS configuration's."
     )
     # The embedded default is kombu's SQLAlchemy transport on a SQLite file: it ships with
     # Celery 5 (kombu), needs no server, only SQLAlchemy (already a dependency), and unlike
@@ -182,6 +215,11 @@ class Settings(BaseSettings):
             "var_dir": self.var_dir,
             "database_url": self.database_url,
             "artifact_dir": self.artifact_dir,
+            "artifact_backend": self.artifact_backend,
+            "s3_bucket": self.s3_bucket,
+            "s3_prefix": self.s3_prefix,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "s3_region": self.s3_region,
             "broker_url": self.broker_url,
             "job_heartbeat_seconds": self.job_heartbeat_seconds,
             "job_stale_seconds": self.job_stale_seconds,
@@ -190,7 +228,9 @@ class Settings(BaseSettings):
             "shadow_threshold": self.shadow_threshold,
             "log_level": self.log_level,
         }
-        return {f"MPT_{key.upper()}": str(value) for key, value in values.items()}
+        return {
+            f"MPT_{key.upper()}": str(value) for key, value in values.items() if value is not None
+        }
 
     @model_validator(mode="before")
     @classmethod
@@ -235,10 +275,28 @@ class Settings(BaseSettings):
             raise ValueError(f"broker_url {value!r} has no transport scheme (e.g. redis://)")
         return value
 
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        """'mpt/prod', '/mpt/prod/' and 'mpt/prod/' all mean the keys `mpt/prod/...`."""
+        value = value.strip("/")
+        if ".." in value.split("/") or "//" in value:
+            raise ValueError(f"s3_prefix {value!r} has an empty or '..' segment")
+        return f"{value}/" if value else ""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Self:
+        if self.artifact_backend == "s3" and not self.s3_bucket:
+            raise ValueError(
+                "artifact_backend 's3' needs s3_bucket (MPT_S3_BUCKET): the bucket every API "
+                "process and worker shares"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stale_after_heartbeats(self) -> Self:

@@ -6,8 +6,9 @@ to them, and scratch folders for work in progress.
 `<root>/scratch/<name>/`. Every write of a blob or a reference goes to a temporary file in the
 same file system and is `os.replace`d into place, so a reader sees a whole artifact or none, a
 crash leaves at most a temporary file (never a partial artifact), and writing the same content
-twice is a no-op. A shared volume or an S3 bucket can replace it behind the `ArtifactStore`
-protocol.
+twice is a no-op. `core.s3_store.S3ArtifactStore` keeps them in an S3 bucket instead, for
+API processes and workers on different hosts; `open_store(settings)` builds the one the
+settings choose.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self
+from typing import TYPE_CHECKING, BinaryIO, Protocol, Self
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 __all__ = [
     "ArtifactNotFoundError",
@@ -35,7 +39,11 @@ __all__ = [
     "StorageFullError",
     "StorageUnwritableError",
     "UploadTooLargeError",
+    "open_store",
+    "read_ref",
+    "ref_body",
     "storage_errors",
+    "validate_name",
     "validate_sha256",
 ]
 
@@ -101,7 +109,7 @@ def validate_sha256(sha256: str) -> str:
     return sha256
 
 
-def _validate_name(name: str) -> str:
+def validate_name(name: str) -> str:
     """Return `name` if it can name a reference or a scratch folder; raise ValueError otherwise."""
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
         raise ValueError(
@@ -114,12 +122,27 @@ def _validate_name(name: str) -> str:
 class ArtifactStore(Protocol):
     """What the service and the worker need from an artifact store."""
 
+    @property
+    def root(self) -> Path:
+        """The local folder this host keeps the store's files in: the store itself, or its
+        cache of a remote one. Uploads are staged and scratch folders live under it."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where the artifacts live, for operators' messages (a folder or an s3:// URL)."""
+        ...
+
     def put_bytes(self, data: bytes) -> str:
         """Store `data`; return its sha256."""
         ...
 
     def put_file(self, path: Path) -> str:
         """Store a copy of the file at `path`, streamed; return its sha256."""
+        ...
+
+    def stage(self, max_bytes: int | None = None) -> StagedUpload:
+        """Start streaming an upload into the store (see `StagedUpload`)."""
         ...
 
     def open(self, sha256: str) -> BinaryIO:
@@ -138,6 +161,10 @@ class ArtifactStore(Protocol):
         """Remove the artifact; return whether it was there."""
         ...
 
+    def artifact_ids(self) -> Iterator[str]:
+        """The sha256 of every stored artifact, in order."""
+        ...
+
     def get_ref(self, name: str) -> str | None:
         """The sha256 `name` points to; None when the name is unknown or its artifact is gone."""
         ...
@@ -146,10 +173,14 @@ class ArtifactStore(Protocol):
         """Point `name` at the stored artifact `sha256`, atomically."""
         ...
 
+    def ref_names(self) -> list[str]:
+        """The names of every reference, sorted (some may point at artifacts that are gone)."""
+        ...
+
     def scratch(self, name: str) -> Path:
         """A local working folder named `name` (created if missing) for files that are not
         artifacts: a job's checkpoints and temporary files. It outlives the process, so a
-        later attempt at the same job finds what an earlier one left."""
+        later attempt at the same job on the same host finds what an earlier one left."""
         ...
 
     def discard_scratch(self, name: str) -> None:
@@ -157,11 +188,26 @@ class ArtifactStore(Protocol):
         ...
 
 
+def open_store(settings: Settings) -> ArtifactStore:
+    """The artifact store `settings.artifact_backend` chooses: the folder `artifact_dir`, or
+    the S3 bucket with `artifact_dir` as this host's cache and scratch space."""
+    if settings.artifact_backend == "local":
+        return LocalArtifactStore(settings.artifact_dir)
+    from core.s3_store import S3ArtifactStore  # boto3 is the optional `s3` extra
+
+    return S3ArtifactStore.from_settings(settings)
+
+
 class LocalArtifactStore:
     """Content-addressed files under `root`; safe for several processes on one file system."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+
+    @property
+    def location(self) -> str:
+        """The store's folder."""
+        return str(self.root)
 
     def path(self, sha256: str) -> Path:
         """Where the artifact lives (whether or not it exists yet)."""
@@ -204,7 +250,7 @@ class LocalArtifactStore:
     def get_ref(self, name: str) -> str | None:
         """The sha256 `name` points to; None when the name is unknown or its artifact is gone."""
         try:
-            sha256: str = json.loads(self._ref_path(name).read_text())["sha256"]
+            sha256 = read_ref(self._ref_path(name).read_bytes())
         except FileNotFoundError:
             return None
         return sha256 if self.exists(sha256) else None
@@ -214,11 +260,17 @@ class LocalArtifactStore:
         or the new one); ArtifactNotFoundError if it is not stored."""
         if not self.exists(sha256):
             raise ArtifactNotFoundError(sha256)
-        _write_atomically(self._ref_path(name), json.dumps({"sha256": sha256}).encode())
+        _write_atomically(self._ref_path(name), ref_body(sha256))
+
+    def ref_names(self) -> list[str]:
+        """The names of every reference, sorted."""
+        folder = self.root / "references"
+        paths = folder.glob("*.json") if folder.is_dir() else []
+        return sorted(p.stem for p in paths if _NAME.fullmatch(p.stem))
 
     def scratch(self, name: str) -> Path:
         """The working folder `<root>/scratch/<name>/`, created if missing."""
-        folder = self.root / "scratch" / _validate_name(name)
+        folder = self.root / "scratch" / validate_name(name)
         with storage_errors():
             folder.mkdir(parents=True, exist_ok=True)
         return folder
@@ -226,7 +278,7 @@ class LocalArtifactStore:
     def discard_scratch(self, name: str) -> None:
         """Remove the scratch folder `name` and everything in it; nothing if there is none."""
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.root / "scratch" / _validate_name(name))
+            shutil.rmtree(self.root / "scratch" / validate_name(name))
 
     def blobs(self) -> Iterator[Path]:
         """The file of every stored artifact, in sha256 order (not staging, scratch, references
@@ -235,6 +287,10 @@ class LocalArtifactStore:
             for blob in sorted(folder.iterdir()):
                 if _SHA256.fullmatch(blob.name) and blob.name.startswith(folder.name):
                     yield blob
+
+    def artifact_ids(self) -> Iterator[str]:
+        """The sha256 of every stored artifact, in order."""
+        return (blob.name for blob in self.blobs())
 
     def remove_stale_temporaries(self, older_than_seconds: float = 24 * 3600.0) -> int:
         """Delete temporary files left by crashed writers; return how many went.
@@ -254,17 +310,37 @@ class LocalArtifactStore:
         """Start streaming an upload into the store (see `StagedUpload`)."""
         return StagedUpload(self, max_bytes)
 
-    def _ref_path(self, name: str) -> Path:
-        return self.root / "references" / f"{_validate_name(name)}.json"
-
-    def _staging_dir(self) -> Path:
+    def staging_dir(self) -> Path:
+        """The folder uploads are streamed into before `publish_staged` (created if missing)."""
         staging = self.root / "staging"
         staging.mkdir(parents=True, exist_ok=True)
         return staging
 
+    def publish_staged(self, temp_path: Path, sha256: str) -> None:
+        """Move the finished upload `temp_path` into place as `sha256` (atomically); when that
+        content is already stored, drop the temporary file and keep the old one."""
+        target = self.path(sha256)
+        with storage_errors():
+            if target.is_file():
+                temp_path.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp_path, target)
+
+    def _ref_path(self, name: str) -> Path:
+        return self.root / "references" / f"{validate_name(name)}.json"
+
+
+class _Stager(Protocol):
+    """What a store provides its staged uploads: where to stream them, how to publish one."""
+
+    def staging_dir(self) -> Path: ...
+
+    def publish_staged(self, temp_path: Path, sha256: str) -> None: ...
+
 
 class StagedUpload:
-    """An upload streamed to a temporary file under the store while it is hashed and counted.
+    """An upload streamed to a local temporary file while it is hashed and counted.
 
     Use it as a context manager; nothing reaches the store until `commit()`, and leaving the
     block without committing (an error, a failed validation) removes the temporary file::
@@ -276,7 +352,7 @@ class StagedUpload:
             sha256 = upload.commit()
     """
 
-    def __init__(self, store: LocalArtifactStore, max_bytes: int | None = None) -> None:
+    def __init__(self, store: _Stager, max_bytes: int | None = None) -> None:
         if max_bytes is not None and max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.store = store
@@ -284,7 +360,7 @@ class StagedUpload:
         self.size = 0
         self._hash = hashlib.sha256()
         with storage_errors():
-            fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=store._staging_dir())
+            fd, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=store.staging_dir())
         self.temp_path = Path(temp_name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._sha256: str | None = None
@@ -323,19 +399,13 @@ class StagedUpload:
                 self._file.close()
 
     def commit(self) -> str:
-        """Move the upload into the store under its sha256 (atomically) and return it."""
+        """Publish the upload in the store under its sha256 (atomically) and return it."""
         if self._file is None:
             raise StorageError("this upload is already committed or discarded")
         self.close()
         sha256 = self._hash.hexdigest()
-        target = self.store.path(sha256)
         try:
-            with storage_errors():
-                if target.is_file():  # already stored: the same bytes, keep the old file
-                    self.temp_path.unlink(missing_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(self.temp_path, target)
+            self.store.publish_staged(self.temp_path, sha256)
         except BaseException:
             self.discard()
             raise
@@ -362,6 +432,19 @@ class StagedUpload:
     ) -> None:
         if self._sha256 is None:
             self.discard()
+
+
+def ref_body(sha256: str) -> bytes:
+    """The content of a reference to `sha256`."""
+    return json.dumps({"sha256": validate_sha256(sha256)}).encode()
+
+
+def read_ref(body: bytes) -> str:
+    """The sha256 a reference's content points to; StorageError when it is not one."""
+    try:
+        return validate_sha256(json.loads(body)["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"a named reference is unreadable ({type(exc).__name__})") from exc
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ from starlette.types import Scope
 
 from core import db
 from core.settings import Settings, get_settings
-from core.storage import LocalArtifactStore
+from core.storage import open_store
 from core.tasks import make_celery
 from service.auth import KeyCache, ensure_bootstrap_key
 from service.background import EmbeddedWorker, JobJanitor
@@ -52,7 +52,7 @@ def _state(settings: Settings, run_migrations: bool) -> AppState:
         db.migrate(settings.database_url)
     engine = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(engine)
-    store = LocalArtifactStore(settings.artifact_dir)
+    store = open_store(settings)
     (store.root / "staging").mkdir(parents=True, exist_ok=True)
     if settings.admin_token is not None:
         with sessions() as session:

@@ -118,12 +118,12 @@ def _revoke_key(args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     from core.backup import BackupError, backup
-    from core.storage import LocalArtifactStore
+    from core.storage import StorageError, open_store
 
     settings = get_settings()
     try:
-        summary = backup(settings.database_url, LocalArtifactStore(settings.artifact_dir), args.out)
-    except BackupError as exc:
+        summary = backup(settings.database_url, open_store(settings), args.out)
+    except (BackupError, StorageError) as exc:
         return _fail("backup", exc)
     rows = sum(summary.rows.values())
     print(f"backed up {rows} rows (revision {summary.revision}) and {summary.artifacts} "
@@ -133,14 +133,12 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from core.backup import BackupError, restore
-    from core.storage import LocalArtifactStore
+    from core.storage import StorageError, open_store
 
     settings = get_settings()
     try:
-        summary = restore(
-            args.source, settings.database_url, LocalArtifactStore(settings.artifact_dir)
-        )
-    except BackupError as exc:
+        summary = restore(args.source, settings.database_url, open_store(settings))
+    except (BackupError, StorageError) as exc:
         return _fail("restore", exc)
     print(f"restored {sum(summary.rows.values())} rows and {summary.artifacts} artifacts "
           f"from the backup of {summary.created_at}")  # fmt: skip
@@ -149,15 +147,15 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from core.integrity import check_registry
-    from core.storage import LocalArtifactStore
+    from core.storage import StorageError, open_store
 
     settings = get_settings()
     engine = db.make_engine(settings.database_url)
     try:
         with db.make_session_factory(engine)() as session:
-            report = check_registry(
-                session, LocalArtifactStore(settings.artifact_dir), verify=args.verify
-            )
+            report = check_registry(session, open_store(settings), verify=args.verify)
+    except StorageError as exc:
+        return _fail("check", exc)
     finally:
         engine.dispose()
     if args.json:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import releases
 from core.models import DatasetRecord, Deployment, Release, UpgradeJob
 from core.settings import Settings
-from core.storage import LocalArtifactStore
+from core.storage import ArtifactStore
 from service.auth import KeyCache, Principal
 from service.background import EmbeddedWorker
 from service.browser_auth import ANONYMOUS, COOKIE, SAFE_METHODS
@@ -55,7 +55,7 @@ class AppState:
     engine: Engine
     settings: Settings
     sessions: sessionmaker[Session]
-    store: LocalArtifactStore
+    store: ArtifactStore
     registry: ServingRegistry
     metrics: ServiceMetrics
     celery: Celery

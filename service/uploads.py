@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, Headers
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from core.storage import LocalArtifactStore, StagedUpload
+from core.storage import ArtifactStore, StagedUpload
 from service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 __all__ = [
@@ -45,7 +45,7 @@ def check_content_length(request: Request, limit: int) -> None:
 
 
 async def stage_upload(
-    file: StarletteUpload | str | None, store: LocalArtifactStore, limit: int
+    file: StarletteUpload | str | None, store: ArtifactStore, limit: int
 ) -> StagedUpload:
     """Copy the uploaded file into a staged upload (the caller commits or discards it)."""
     if file is None or not isinstance(file, StarletteUpload):

@@ -1,6 +1,6 @@
 """Fixtures every test package shares: the anyio backend, problem-detail checks, a schema of
-its own on the local PostgreSQL server, and a free port with a health wait for tests that
-start a real server process.
+its own on the local PostgreSQL server, a free port with a health wait for tests that start a
+real server process, and a bucket of its own on a real S3-compatible server (moto's).
 
 PostgreSQL tests FAIL (never skip) when the server is down: CI runs with it up. Each test
 gets a fresh schema, dropped afterwards, so runs are repeatable and never touch tables that
@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.db import make_engine
 from tests.processes import unused_port, wait_until_healthy
+from tests.s3 import CREDENTIALS, REGION, MotoServer, start_moto
 
 PROBLEM_JSON = "application/problem+json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +101,34 @@ def _fresh_schema(request: pytest.FixtureRequest) -> Iterator[URL]:
         with admin.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3 server, one process for the whole run (each test gets its own bucket)."""
+    server = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on `s3_server`, with its test credentials in the AWS variables."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server.create_bucket()
+
+
+@pytest.fixture
+def s3_settings(s3_server: MotoServer, s3_bucket: str) -> dict[str, str]:
+    """The settings of the s3 backend on `s3_bucket`, for `Settings(**...)`."""
+    return {
+        "artifact_backend": "s3",
+        "s3_bucket": s3_bucket,
+        "s3_endpoint_url": s3_server.url,
+        "s3_region": REGION,
+    }
 
 
 @pytest.fixture

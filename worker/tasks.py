@@ -14,7 +14,7 @@ from celery import Task
 
 from core import db
 from core.settings import get_settings
-from core.storage import LocalArtifactStore
+from core.storage import open_store
 from core.tasks import RUN_UPGRADE, make_celery
 from worker.pipeline import JobOutcome, WorkerContext, run_job
 
@@ -27,7 +27,7 @@ app = make_celery(get_settings())
 def context() -> WorkerContext:
     settings = get_settings()
     sessions = db.make_session_factory(db.make_engine(settings.database_url))
-    return WorkerContext(settings, sessions, LocalArtifactStore(settings.artifact_dir))
+    return WorkerContext(settings, sessions, open_store(settings))
 
 
 @app.task(name=RUN_UPGRADE, bind=True)

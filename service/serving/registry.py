@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import releases
 from core.models import Deployment, Release
-from core.storage import LocalArtifactStore
+from core.storage import ArtifactStore
 from mpt.io import InputSpec, load_package
 from service.serving.background import periodic
 from service.serving.batcher import MicroBatcher
@@ -29,7 +29,7 @@ PINNED_RELEASES = 2
 
 
 def load_served_model(
-    release: Release, store: LocalArtifactStore, device: torch.device | None = None
+    release: Release, store: ArtifactStore, device: torch.device | None = None
 ) -> ServedModel:
     """Load a release's artifact into a frozen model on `device` (default: the CPU)."""
     device = device or torch.device("cpu")
@@ -70,7 +70,7 @@ class ServingRegistry:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        store: LocalArtifactStore,
+        store: ArtifactStore,
         *,
         limits: BatchLimits,
         poll_seconds: float,

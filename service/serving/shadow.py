@@ -28,7 +28,7 @@ from torch import Tensor
 
 from core import shadows
 from core.models import Release, Shadow
-from core.storage import LocalArtifactStore
+from core.storage import ArtifactStore
 from mpt.io import InputSpec
 from mpt.metrics import ChurnTally, churn_tally
 from service.serving.holder import ServedModel
@@ -163,8 +163,8 @@ class ShadowSet:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        store: LocalArtifactStore,
-        load: Callable[[Release, LocalArtifactStore], ServedModel],
+        store: ArtifactStore,
+        load: Callable[[Release, ArtifactStore], ServedModel],
         *,
         queue_size: int,
     ) -> None:

@@ -14,6 +14,7 @@ MODULES = [
     "core.db",
     "core.models",
     "core.storage",
+    "core.s3_store",
     "core.lease",
     "core.jobs",
     "core.audit",
@@ -34,7 +35,7 @@ def test_core_public_api_all_names_exist(name: str) -> None:
 def test_core_public_api_import_has_no_side_effects(tmp_path: Path) -> None:
     code = (
         "import core.settings, core.db, core.models, core.storage, core.lease, core.jobs, sys\n"
-        "import core.audit, core.backup, core.integrity\n"
+        "import core.audit, core.backup, core.integrity, core.s3_store\n"
         "assert core.settings.get_settings.cache_info().currsize == 0\n"
         "assert 'torch' not in sys.modules and 'fastapi' not in sys.modules\n"
     )

@@ -101,6 +101,10 @@ def test_core_settings_empty_variable_means_default(monkeypatch: pytest.MonkeyPa
         ("database_url", "mysql://user@host/db"),
         ("database_url", "not a url"),
         ("broker_url", "localhost:6379"),
+        ("artifact_backend", "nfs"),
+        ("s3_bucket", "Not_A_Bucket"),
+        ("s3_prefix", "mpt/../other"),
+        ("s3_endpoint_url", "minio:9000"),
     ],
 )
 def test_core_settings_invalid_value_refused(field: str, value: object) -> None:
@@ -115,6 +119,29 @@ def test_core_settings_invalid_environment_value_names_field(
     monkeypatch.setenv("MPT_BATCH_MAX_SIZE", "lots")
     with pytest.raises(ValidationError, match="batch_max_size"):
         Settings()
+
+
+def test_core_settings_s3_backend_needs_a_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPT_ARTIFACT_BACKEND", "s3")
+    with pytest.raises(ValidationError, match=r"artifact_backend 's3' needs s3_bucket"):
+        Settings()
+    monkeypatch.setenv("MPT_S3_BUCKET", "mpt-artifacts")
+    monkeypatch.setenv("MPT_S3_PREFIX", "/prod/mpt")
+    monkeypatch.setenv("MPT_S3_ENDPOINT_URL", "http://minio:9000")
+    settings = Settings()
+    assert (settings.artifact_backend, settings.s3_bucket) == ("s3", "mpt-artifacts")
+    assert settings.s3_prefix == "prod/mpt/"
+    assert settings.s3_region is None
+    assert Settings(**settings.model_dump()).s3_prefix == "prod/mpt/"
+
+
+def test_core_settings_environment_carries_the_backend() -> None:
+    local = Settings().environment()
+    assert local["MPT_ARTIFACT_BACKEND"] == "local"
+    assert "MPT_S3_ENDPOINT_URL" not in local and "MPT_S3_REGION" not in local
+    s3 = Settings(artifact_backend="s3", s3_bucket="mpt-artifacts", s3_region="eu-west-1")
+    child = s3.environment()
+    assert (child["MPT_S3_BUCKET"], child["MPT_S3_REGION"]) == ("mpt-artifacts", "eu-west-1")
 
 
 def test_core_settings_stale_must_exceed_two_heartbeats() -> None:
