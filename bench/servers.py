@@ -66,10 +66,12 @@ def _tail(log: Path) -> str:
     return log.read_text()[-4000:]
 
 
-def start_api(var_dir: Path, port: int | None = None, **variables: str) -> ApiProcess:
-    """`uvicorn --factory service.app:create_app` configured only through MPT_* variables
-    (`var_dir` and the admin key, then `variables`), its output in `var_dir`/api-<port>.log;
-    returns once it answers /healthz."""
+def start_api(
+    var_dir: Path, port: int | None = None, workers: int = 1, **variables: str
+) -> ApiProcess:
+    """`mpt-service serve --workers N` configured only through MPT_* variables (`var_dir` and
+    the admin key, then `variables`), its output in `var_dir`/api-<port>.log; returns once it
+    answers /healthz."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPT_")}
     env |= {
@@ -81,8 +83,8 @@ def start_api(var_dir: Path, port: int | None = None, **variables: str) -> ApiPr
     }
     var_dir.mkdir(parents=True, exist_ok=True)
     log = var_dir / f"api-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
     with log.open("wb") as output:
         process = subprocess.Popen(
             command, cwd=var_dir.parent, env=env, stdout=output, stderr=output
@@ -110,25 +112,31 @@ def stop(servers: list[ApiProcess]) -> None:
 
 
 @contextmanager
-def api_processes(var_dir: Path, count: int = 1, **variables: str) -> Iterator[list[ApiProcess]]:
+def api_processes(
+    var_dir: Path, count: int = 1, workers: int = 1, **variables: str
+) -> Iterator[list[ApiProcess]]:
     """`count` API processes sharing `var_dir` (and `MPT_DATABASE_URL` when given), started
     one after the other so only the first runs the migrations."""
     servers: list[ApiProcess] = []
     try:
         for _ in range(count):
-            servers.append(start_api(var_dir, **variables))
+            servers.append(start_api(var_dir, workers=workers, **variables))
         yield servers
     finally:
         stop(servers)
 
 
-def wait_ready(urls: list[str]) -> None:
-    """Wait until every process has loaded every active release (/readyz answers 200)."""
+def wait_ready(urls: list[str], streak: int = 10) -> None:
+    """Wait until every process has loaded every active release: /readyz answers 200
+    `streak` times in a row at each URL (several processes may share one port)."""
     deadline = time.monotonic() + 180
-    while not all(httpx.get(f"{url}/readyz", timeout=10).status_code == 200 for url in urls):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not all of {urls} loaded the active releases within 180 s")
-        time.sleep(0.1)
+    for url in urls:
+        ready = 0
+        while ready < streak:
+            ready = ready + 1 if httpx.get(f"{url}/readyz", timeout=10).status_code == 200 else 0
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all of {urls} loaded the active releases within 180 s")
+            time.sleep(0.02 if ready else 0.1)
 
 
 def deploy(url: str, packages: list[Path], name: str = "default") -> None:

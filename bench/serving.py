@@ -95,6 +95,25 @@ def forward_rate(
     return best
 
 
+def _measure(
+    url: str, route: str, body: Path, concurrency: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One load run; with one API process, its batch sizes and forward-pass time from
+    /metrics (with several, each process counts alone and /metrics shows one of them)."""
+    server = "mpt" if args.workers == 1 else f"mpt, {args.workers} processes"
+    row: dict[str, Any] = {"server": server, "route": route}
+    if args.workers > 1:
+        return row | load(url + route, body, concurrency, args.seconds, args.warmup)
+    before = counters(url)
+    result = load(url + route, body, concurrency, args.seconds, args.warmup)
+    delta = {key: value - before[key] for key, value in counters(url).items()}
+    return row | {
+        "mean_batch": delta["batch_sum"] / max(delta["batch_count"], 1),
+        "forward_per_second": delta["inputs"] / delta["forward_seconds"],
+        **result,
+    }
+
+
 def bench_service(arch: str, folder: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     package = make_package(folder / f"{arch}.zip", arch)
     rows = []
@@ -103,23 +122,18 @@ def bench_service(arch: str, folder: Path, args: argparse.Namespace) -> list[dic
         files[route] = folder / f"{route.strip('/').replace('/', '-')}.json"
         files[route].write_bytes(body)
     device = {"MPT_SERVING_DEVICE": args.device}
-    with api_processes(folder / f"var-{arch}", 1, **device) as (server,):
+    with api_processes(folder / f"var-{arch}", 1, args.workers, **device) as (server,):
         deploy(server.url, [package])
         wait_ready([server.url])
         for route in args.routes:
             for concurrency in args.concurrency:
-                before = counters(server.url)
-                result = load(server.url + route, files[route], concurrency, args.seconds,
-                              args.warmup)  # fmt: skip
-                after = counters(server.url)
-                delta = {key: after[key] - before[key] for key in after}
-                rows.append({"arch": arch, "server": "mpt", "route": route,
-                             "mean_batch": delta["batch_sum"] / max(delta["batch_count"], 1),
-                             "forward_per_second": delta["inputs"] / delta["forward_seconds"],
-                             **result})  # fmt: skip
+                rows.append(_measure(server.url, route, files[route], concurrency, args))
+                rows[-1]["arch"] = arch
                 print(json.dumps(rows[-1]), flush=True)
     model = load_package(package).model.eval()
     for row in rows:
+        if "mean_batch" not in row:
+            continue
         batch = max(1, round(row["mean_batch"]))
         row["limit_batch"] = batch
         row["limit_per_second"] = forward_rate(model, batch, args.limit_seconds, args.device)
@@ -177,13 +191,17 @@ def main(argv: list[str] | None = None) -> None:
         "--device", choices=["cpu", "cuda"], default="cpu",
         help="where the server (MPT_SERVING_DEVICE) and the bare forward pass run",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1, help="API processes behind the port (serve --workers)"
+    )
     parser.add_argument("--out", type=Path, help="write the table (markdown) here")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the servers inherit it
     torch.set_num_threads(args.threads)
     meta = {"command": " ".join(["python -m bench.serving", *(argv or sys.argv[1:])]),
             "load before": _uptime(), "torch threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "device": _device_name(args.device)}  # fmt: skip
+            "cpus": os.cpu_count(), "device": _device_name(args.device),
+            "API processes": args.workers}  # fmt: skip
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in args.archs:

@@ -42,7 +42,7 @@ from service.serving.registry import BatchLimits, ServingRegistry, load_served_m
 from service.serving.shadow import ShadowSet
 from service.thumbnails import SplitCache
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_replica"]
 
 log = logging.getLogger("service.serving")
 
@@ -160,3 +160,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(deployments.overview_router)
     install_dashboard(app)
     return app
+
+
+def create_replica() -> FastAPI:
+    """One of `mpt-service serve --workers N`'s processes: settings from the environment, the
+    database already migrated by the parent."""
+    return create_app(run_migrations=False)

@@ -22,18 +22,43 @@ from core.settings import get_settings
 __all__ = ["main"]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
 
     settings = get_settings()
-    app = create_app(settings, run_migrations=not args.no_migrate)
+    host, port = args.host or settings.host, args.port or settings.port
+    level = settings.log_level.lower()
+    if args.workers == 1:
+        app = create_app(settings, run_migrations=not args.no_migrate)
+        uvicorn.run(app, host=host, port=port, log_level=level, access_log=False)
+        return 0
+    if settings.runs_embedded_worker:
+        print(
+            "mpt-service: --workers runs several API processes and no Celery worker beside "
+            "them; set MPT_EMBEDDED_WORKER=false and start `celery -A worker.tasks worker -Q "
+            "gpu` (with a broker they can share: MPT_BROKER_URL=redis://...)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.no_migrate:
+        db.migrate(settings.database_url)
+    # Each process builds its app from the same MPT_* environment.
     uvicorn.run(
-        app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level.lower(),
+        "service.app:create_replica",
+        factory=True,
+        workers=args.workers,
+        host=host,
+        port=port,
+        log_level=level,
         access_log=False,
     )
     return 0
@@ -179,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate",
         action="store_true",
         help="do not upgrade the database at start (run `migrate` instead)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="API processes sharing the port (one model copy and micro-batcher each); more "
+        "than one needs MPT_EMBEDDED_WORKER=false",
     )
     serve.set_defaults(run=_serve)
     sub.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(
