@@ -27,8 +27,10 @@ from tests.wheels import clean_env, pip, run
 pytestmark = pytest.mark.install
 
 # What the extras bring: none of it may be importable, let alone imported, with the library.
-NOT_LIBRARY = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "celery", "kombu")
-NOT_LIBRARY += ("pydantic_settings", "psycopg", "httpx", "prometheus_client", "orjson")
+NOT_LIBRARY = [
+    "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "celery", "kombu",
+    "pydantic_settings", "psycopg", "httpx", "prometheus_client", "orjson",
+]  # fmt: skip
 
 # In the library's environment: import every module of `mpt`, then train a small model through
 # the `mpt` console script's entry point, and check that none of `sys.argv[1:]` was imported.
