@@ -285,6 +285,7 @@ def _until(check: Callable[[], Any], timeout: float, what: str, topology: Topolo
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_worker_compose_topology_runs_an_upgrade_end_to_end(
     topology: Topology, files: Any, fast_job: dict[str, Any]
