@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11) and installs the project with its dev tools when pyproject.toml
-# changed since the last install. Sourced by scripts/run.sh and scripts/test.sh.
+# Creates .venv (Python 3.11) and installs the locked dependencies (requirements/lock.txt:
+# exact versions, dev tools included), then the project itself in editable mode, when the lock
+# or pyproject.toml changed since the last install. Sourced by scripts/run.sh and
+# scripts/test.sh; scripts/lock.sh rewrites the lock.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -10,9 +12,10 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
 fi
-stamp="$venv/.installed-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+stamp="$venv/.installed-$(cat "$root/pyproject.toml" "$root/requirements/lock.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  "$venv/bin/pip" install --quiet -e "$root[dev]"
+  "$venv/bin/pip" install --quiet -r "$root/requirements/lock.txt"
+  "$venv/bin/pip" install --quiet --no-deps -e "$root"
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi

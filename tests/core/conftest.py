@@ -20,3 +20,11 @@ def db_url(request: pytest.FixtureRequest) -> URL:
     """Each backend in turn: a SQLite file, then a PostgreSQL schema."""
     url: URL = request.getfixturevalue(f"{request.param}_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built once for the install tests."""
+    from tests.wheels import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

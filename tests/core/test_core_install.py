@@ -1,5 +1,6 @@
 """The production install: the wheel of this checkout, alone in a fresh virtual environment,
-migrates a new database and serves (what the Dockerfile's `pip install .` relies on).
+migrates a new database and serves (what the images, which install the wheel without
+dependencies over a lock file, rely on).
 
 Offline and quick: the wheel is built with the setuptools already installed, and the fresh
 environment borrows the dependencies of the running one through a `.pth` line instead of
@@ -9,11 +10,9 @@ installing them. The project's own packages come only from the wheel.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import site
 import subprocess
-import sys
 import sysconfig
 import venv
 from dataclasses import dataclass
@@ -26,16 +25,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from core.db import alembic_config, make_engine
+from tests.wheels import REPO_ROOT, clean_env
+from tests.wheels import pip as _pip
+from tests.wheels import run as _run
 
 pytestmark = pytest.mark.install
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = ("mpt", "core", "service", "worker", "migrations", "bench")
 ADMIN_TOKEN = "install-test-admin-token"
-# What a wheel is never built from: version control, environments, local state and caches.
-NOT_SOURCES = shutil.ignore_patterns(
-    ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
-)
 
 
 @dataclass(frozen=True)
@@ -49,31 +46,6 @@ class Installed:
         return str(self.root / "bin" / name)
 
 
-def _run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    """Run `command` to completion; its stdout, or a failure showing what it printed."""
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    output = f"{result.stdout}{result.stderr}"[-4000:]
-    assert result.returncode == 0, f"{command} exited with {result.returncode}:\n{output}"
-    return result.stdout
-
-
-def _pip(*args: str) -> list[str]:
-    """The running environment's pip, never reaching an index."""
-    return [sys.executable, "-m", "pip", *args, "--no-index", "--disable-pip-version-check", "-q"]
-
-
-def _build_wheel(workspace: Path) -> Path:
-    """The wheel of a copy of the checkout: build/ and *.egg-info land in the copy."""
-    source = workspace / "source"
-    shutil.copytree(REPO_ROOT, source, ignore=NOT_SOURCES)
-    wheels = workspace / "wheels"
-    _run(_pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)))
-    (wheel,) = wheels.glob("*.whl")
-    return wheel
-
-
 def _dependency_paths() -> str:
     """`.pth` lines for the running environment's site-packages. Directories named in a `.pth`
     file go on `sys.path` without their own `.pth` files being run, so the editable-install
@@ -84,15 +56,13 @@ def _dependency_paths() -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory, project_wheel: Path) -> Installed:
     """The wheel installed without dependencies into a new virtual environment; the running
     environment's packages supply the dependencies, added only after the install."""
-    workspace = tmp_path_factory.mktemp("install")
-    wheel = _build_wheel(workspace)
-    root = workspace / "env"
+    root = tmp_path_factory.mktemp("install") / "env"
     venv.create(root, with_pip=False)
     python = str(root / "bin" / "python")
-    _run(_pip("--python", python, "install", "--no-deps", str(wheel)))
+    _run(_pip("--python", python, "install", "--no-deps", str(project_wheel)), env=clean_env())
     site_packages = Path(
         _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
     )
@@ -103,7 +73,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 @pytest.fixture
 def service_env(tmp_path: Path, installed: Installed) -> dict[str, str]:
     """The service configured only through MPT_* variables: a new SQLite file, the API alone."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPT_", "PYTHON"))}
+    env = clean_env()
     return env | {
         "PATH": f"{installed.root / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         "MPT_VAR_DIR": str(tmp_path / "var"),
