@@ -6,7 +6,7 @@
 #   3. `python -m mptctl.demo`: register it as release 1, upload the dataset, submit an MPT
 #      upgrade with the default bias sweep, follow it, print the verdict, the flip report
 #      beside the plain retrain and what it says, one prediction, and where the dashboard is.
-# A few minutes on two idle CPU cores (docs/results/demo.md). A second run reuses all of it.
+# Minutes on two CPU cores (docs/results/demo.md). A second run reuses all of it.
 # `--no-demo` or MPT_DEMO=0 starts the service alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
