@@ -20,7 +20,7 @@ from mpt.errors import DatasetError, MPTError
 from mpt.io import InputSpec, Manifest, ModelPackage
 from mpt.lineage import Judge, golden_split
 from mpt.selection import select_candidate
-from mpt.train import Hooks, Teacher, TrainConfig, TrainResult, fit
+from mpt.train import Hooks, Teacher, TeacherCache, TrainConfig, TrainResult, fit
 
 __all__ = [
     "Candidate",
@@ -54,8 +54,12 @@ def train_package(
     reference: Teacher | None = None,
     hooks: Hooks | None = None,
     info: dict[str, Any] | None = None,
+    teacher_cache: TeacherCache | None = None,
 ) -> tuple[ModelPackage, TrainResult]:
-    """Train one model from scratch on all classes of `dataset` and package it."""
+    """Train one model from scratch on all classes of `dataset` and package it.
+
+    Runs that share a `teacher_cache` (same data, config and teachers) compute the teachers'
+    logits of each step once between them."""
     method = method or methods.get("no_treatment")
     spec = spec or input_spec_for(dataset.splits["train"])
     torch.manual_seed(config.seed)
@@ -72,6 +76,7 @@ def train_package(
         ref_teacher=reference if method.reference != "none" else None,
         hooks=hooks,
         val=dataset.splits.get("val"),
+        teacher_cache=teacher_cache,
     )
     meta = {
         "method": method.name,
@@ -176,13 +181,14 @@ def upgrade(
     judge = Judge(old, data, baselines, golden_data)
     reference_val = judge.report(reference, "val")
     candidates, contexts = [], []
-    for bias, relative, candidate_method in _candidate_methods(
-        method, sweep, margin, overrides or {}
-    ):
+    planned = _candidate_methods(method, sweep, margin, overrides or {})
+    # The candidates draw the same batches from the same teachers: run those once.
+    cache = TeacherCache() if len(planned) > 1 else None
+    for bias, relative, candidate_method in planned:
         package, result = train_package(
             data, arch=arch, config=staged(f"candidate-{bias}"), method=candidate_method,
             num_old=num_old, spec=spec, old=old, reference=teacher,
-            hooks=hooks(f"candidate:{bias}"), info={"role": "candidate"},
+            hooks=hooks(f"candidate:{bias}"), info={"role": "candidate"}, teacher_cache=cache,
         )  # fmt: skip
         val_report, context = judge.assess(package, "val", reference_val)
         candidates.append(Candidate(bias, relative, package, result, val_report))

@@ -2,7 +2,8 @@
 
 register the old model as release 1, upload the extended dataset, submit an MPT upgrade
 with the default bias sweep, follow it, then print the gate's verdict, the flip report
-beside the plain retrain, one prediction and where the dashboard is.
+beside the plain retrain, what those numbers say in words (including, plainly, when they
+do not show what MPT promises), one prediction and where the dashboard is.
 
 Each step first looks for what an earlier run made (the deployment's active release, the
 uploaded dataset, an upgrade job that did not fail), so a second run trains nothing again.
@@ -23,10 +24,11 @@ from pathlib import Path
 from mptctl import views
 from mptctl.client import Client, UpgradeRequest
 from mptctl.errors import ApiError
+from mptctl.reports import Proportion, ReleaseReport
 from mptctl.resources import Job
 from mptctl.watch import watch_job
 
-__all__ = ["DemoFiles", "main", "run"]
+__all__ = ["DemoFiles", "main", "run", "story"]
 
 DEPLOYMENT = "default"
 GATE: dict[str, float | str] = {"max_nfr": 0.1, "error_budget": 0.02}
@@ -101,37 +103,104 @@ def _dataset_id(client: Client, files: DemoFiles) -> str:
     return dataset.id
 
 
-def _job(client: Client, dataset_id: str, epochs: int) -> Job:
+def _job(client: Client, dataset_id: str, epochs: int, batch_size: int | None) -> Job:
     """The newest upgrade of the deployment that did not fail, or a new one."""
     for job in client.upgrades(DEPLOYMENT):
         if job.status not in ("failed", "cancelled"):
             say(f"following job {job.id} ({job.status}) of an earlier run")
             return job
-    request = UpgradeRequest(dataset_id, method="mpt_kl", epochs=epochs, auto_promote=True)
+    request = UpgradeRequest(
+        dataset_id, method="mpt_kl", epochs=epochs, batch_size=batch_size, auto_promote=True
+    )
     job = client.submit_upgrade(DEPLOYMENT, request)
-    say(f"submitted job {job.id}: mpt_kl, {epochs} epochs, the plain retrain and one "
-        "candidate per bias of the default sweep")  # fmt: skip
+    batches = "" if batch_size is None else f" of batches of {batch_size}"
+    say(f"submitted job {job.id}: mpt_kl, {epochs} epochs{batches}, the plain retrain and "
+        "one candidate per bias of the default sweep")  # fmt: skip
     return job
 
 
-def _predict(client: Client, files: DemoFiles) -> None:
+def _value(p: Proportion | None) -> float | None:
+    return None if p is None else p["value"]
+
+
+def story(report: ReleaseReport, similar: float = float(GATE["error_budget"])) -> list[str]:
+    """The headline numbers in words: how good the old model is, then the upgrade's negative
+    flips and error beside the plain retrain's, and whether they show what MPT promises
+    (fewer flips than a plain retrain at an error at most `similar` higher), said plainly
+    either way."""
+    reports = report["reports"]
+    mpt = reports["candidate"]["report"]
+    old_error = _value(mpt["error_rates"]["old_model"]["old"])
+    lines = [] if old_error is None else [
+        f"v1 misclassifies {old_error:.1%} of the test images of its {mpt['num_old']} classes"
+    ]  # fmt: skip
+    plain = reports["no_treatment"]["report"] if "no_treatment" in reports else None
+    if plain is None:
+        return lines
+    nfr, plain_nfr = _value(mpt["nfr"]["old"]), _value(plain["nfr"]["old"])
+    error = _value(mpt["error_rates"]["new_model"]["all"])
+    plain_error = _value(plain["error_rates"]["new_model"]["all"])
+    if nfr is None or plain_nfr is None or error is None or plain_error is None:
+        return lines
+    fewer = f" ({plain_nfr / nfr:.1f}x fewer)" if 0 < nfr < plain_nfr else ""
+    lines.append(
+        f"of the old-class test images v1 got right, MPT's v{report['version']} gets "
+        f"{nfr:.1%} wrong, the plain retrain {plain_nfr:.1%}{fewer}; error on all "
+        f"{mpt['num_classes']} classes {error:.1%} against {plain_error:.1%}"
+    )
+    points = 100 * (error - plain_error)
+    if nfr < plain_nfr and points <= 100 * similar:
+        how = "similar" if points > -100 * similar else f"{-points:.1f} points less"
+        lines.append(f"as MPT promises: fewer negative flips than a plain retrain, at {how} error")
+    elif nfr >= plain_nfr:
+        lines.append(
+            "at this small scale MPT did not keep its promise: it flipped no fewer old-class "
+            "images than the plain retrain"
+        )
+    else:
+        lines.append(
+            f"at this small scale MPT did not keep its promise: fewer flips, but at {points:.1f} "
+            "points more error than the plain retrain"
+        )
+    return lines
+
+
+def _predict(client: Client, files: DemoFiles, timeout: float = 10) -> None:
     expected = files.sample_label.read_text().strip() if files.sample_label.is_file() else "?"
+    active = client.deployment(DEPLOYMENT).active_release
     result = client.predict([files.sample])  # POST /predict: the default deployment
+    deadline = time.monotonic() + timeout
+    # The API process loads a release the worker promoted at its next poll of the database.
+    while active and result.release != active.version and time.monotonic() < deadline:
+        time.sleep(0.25)
+        result = client.predict([files.sample])
     top = result.predictions[0]
     say(f"POST /predict {files.sample} (a test image of {expected!r}, a new class): "
         f"{top.label!r} ({top.score:.2f}) from release v{result.release}")  # fmt: skip
 
 
-def run(client: Client, files: DemoFiles, *, epochs: int, key_hint: str, quiet: bool) -> int:
-    """The whole story; 0 once the gate has decided (passed or not)."""
+def run(
+    client: Client,
+    files: DemoFiles,
+    *,
+    epochs: int,
+    key_hint: str,
+    quiet: bool,
+    batch_size: int | None = None,
+) -> int:
+    """The whole story; 0 once the gate has decided (passed or not). `batch_size` None
+    leaves it to the service."""
     _wait_until_up(client)
     _register_v1(client, files)
-    job = _job(client, _dataset_id(client, files), epochs)
+    job = _job(client, _dataset_id(client, files), epochs, batch_size)
     job = watch_job(client, job.id, quiet=quiet, interval=1.0)
     say(views.verdict(job))
     if job.release_version is None:
         return 1
-    print(views.report_text(client.report(DEPLOYMENT, job.release_version)), flush=True)
+    report = client.report(DEPLOYMENT, job.release_version)
+    print(views.report_text(report), flush=True)
+    for line in story(report):
+        say(line)
     _predict(client, files)
     say(f"dashboard: {client.base_url}/dashboard (log in with the admin key: {key_hint})")
     say(f"try: MPT_KEY=... mptctl report {DEPLOYMENT} {job.release_version}")
@@ -143,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="the demo's files")
     parser.add_argument("--epochs", type=int, default=8, help="of every run of the upgrade")
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="of every run of the upgrade (default 64)"
+    )
     parser.add_argument("--key-hint", default="MPT_KEY", help="where the user finds the key")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -150,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Client(args.url, os.environ.get("MPT_KEY"), timeout=300) as client:
             return run(
                 client, DemoFiles(args.dir), epochs=args.epochs, key_hint=args.key_hint,
-                quiet=args.quiet,
+                quiet=args.quiet, batch_size=args.batch_size,
             )  # fmt: skip
     except ApiError as exc:
         print(f"demo: stopped: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """Datasets as `.npz` files: `x_train, y_train, x_test, y_test` (optional `x_val, y_val`)
 and `classes`; images uint8 (N, H, W, C) or (N, H, W), labels integer indices into
-`classes`. Files are read with `allow_pickle=False` and written atomically.
+`classes`; optionally `augment`, the training augmentation that keeps labels valid (`crop`
+for characters, whose mirror image may be another class; `crop_flip` when absent). Files
+are read with `allow_pickle=False` and written atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from mpt.data.dataset import ImageDataset, Split
+from mpt.data.dataset import AUGMENTATIONS, ImageDataset, Split
 from mpt.errors import DatasetError
 
 __all__ = ["load_npz", "save_npz"]
@@ -157,13 +159,29 @@ def load_npz(path: Path | str, max_bytes: int | None = None) -> ImageDataset:
         raise DatasetError(f"{path}: missing key(s) {missing}; an .npz dataset needs {required}")
     classes = _classes(path, arrays)
     splits = {s: _split(path, arrays, s, len(classes)) for s in _SPLITS if f"x_{s}" in arrays}
-    return ImageDataset(path.stem, classes, splits, meta={"source": str(path)})
+    augment = _augment(path, arrays)
+    return ImageDataset(path.stem, classes, splits, augment, meta={"source": str(path)})
+
+
+def _augment(path: Path, arrays: dict[str, NDArray[np.generic]]) -> str:
+    """The file's `augment` (a string), `crop_flip` when it has none."""
+    if "augment" not in arrays:
+        return "crop_flip"
+    raw = arrays["augment"]
+    value = str(raw.reshape(-1)[0]) if raw.dtype.kind == "U" and raw.size == 1 else ""
+    if value not in AUGMENTATIONS:
+        raise DatasetError(f"{path}: 'augment' must be one of {', '.join(AUGMENTATIONS)}")
+    return value
 
 
 def save_npz(dataset: ImageDataset, path: Path | str) -> Path:
-    """Write `dataset` in the `.npz` format `load_npz` reads; atomic (temp file + rename)."""
+    """Write `dataset` in the `.npz` format `load_npz` reads, its `augment` included; atomic
+    (temp file + rename)."""
     path = Path(path)
-    arrays: dict[str, NDArray[np.generic]] = {"classes": np.array(dataset.classes, dtype=str)}
+    arrays: dict[str, NDArray[np.generic]] = {
+        "classes": np.array(dataset.classes, dtype=str),
+        "augment": np.array(dataset.augment, dtype=str),
+    }
     for name, split in dataset.splits.items():
         arrays[f"x_{name}"] = split.x.permute(0, 2, 3, 1).contiguous().numpy()
         arrays[f"y_{name}"] = split.y.numpy()

@@ -2,7 +2,7 @@
 
 from mpt.train.config import TrainConfig, resolve_device
 from mpt.train.hooks import EpochStats, Hooks, StepStats, TrainingStopped
-from mpt.train.teachers import Teacher
+from mpt.train.teachers import Teacher, TeacherCache
 from mpt.train.trainer import Trainer, TrainResult, fit
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Hooks",
     "StepStats",
     "Teacher",
+    "TeacherCache",
     "TrainConfig",
     "TrainResult",
     "Trainer",

@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mpt.errors import MPTError
 from mpt.io import InputSpec, preprocess
 
-__all__ = ["PRECISIONS", "Teacher", "teacher_dtype"]
+__all__ = ["CACHE_BYTES", "PRECISIONS", "Teacher", "TeacherCache", "teacher_dtype"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CACHE_BYTES = 256 * 2**20  # teacher logits a `TeacherCache` keeps, by default
 
 
 def teacher_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -79,3 +81,45 @@ class Teacher:
     def logits(self, images: Tensor) -> Tensor:
         """Mean logits (B, C_teacher) for uint8 `images`, without autograd."""
         return self._raw_logits(images).clone()  # a normal tensor, usable next to autograd
+
+
+class TeacherCache:
+    """The frozen teachers' logits of each training step, shared by runs that draw the same
+    batches, so only the first of them runs the teachers' forward passes.
+
+    The candidates of a bias sweep train with one recipe (data, seed, batch size, epochs,
+    augmentation) and the same teachers: at every step they see the same augmented batch, so
+    the teachers answer the same. The trainer asks `get(epoch, step)` before running them and
+    `put`s what they gave; `bind` refuses a run of another recipe. At most `max_bytes` of
+    logits are kept (on the device they were computed on): steps past that are computed by
+    every run, as without a cache.
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self._recipe: object = None
+        self._logits: dict[tuple[int, int], tuple[Tensor | None, Tensor | None]] = {}
+
+    def bind(self, recipe: object) -> None:
+        """Accept a run whose batches and teachers `recipe` identifies (any comparable value);
+        every run bound to one cache must give an equal recipe."""
+        if self._recipe is None:
+            self._recipe = recipe
+        elif recipe != self._recipe:
+            raise MPTError("a TeacherCache serves runs of one recipe; this run's differs")
+
+    def get(self, epoch: int, step: int) -> tuple[Tensor | None, Tensor | None] | None:
+        """(old-model logits, reference logits) of that step, or None when not kept."""
+        found = self._logits.get((epoch, step))
+        self.hits += found is not None
+        return found
+
+    def put(self, epoch: int, step: int, old: Tensor | None, ref: Tensor | None) -> None:
+        """Keep the logits of that step while the cache has room."""
+        size = sum(t.numel() * t.element_size() for t in (old, ref) if t is not None)
+        if (epoch, step) in self._logits or self.bytes + size > self.max_bytes:
+            return
+        self._logits[epoch, step] = (old, ref)
+        self.bytes += size

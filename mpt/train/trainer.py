@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from mpt.train.checkpoints import load_checkpoint, save_checkpoint
 from mpt.train.config import TrainConfig, resolve_device
 from mpt.train.hooks import EpochStats, Hooks, StepStats, TrainingStopped
 from mpt.train.schedule import make_optimizer, make_scheduler
-from mpt.train.teachers import Teacher
+from mpt.train.teachers import Teacher, TeacherCache
 
 __all__ = ["SYNC_EVERY", "TrainResult", "Trainer", "fit"]
 
@@ -55,6 +55,7 @@ class Trainer:
     old_teacher: Teacher | None = None
     ref_teacher: Teacher | None = None
     hooks: Hooks = field(default_factory=Hooks)
+    teacher_cache: TeacherCache | None = None  # shared with runs that draw the same batches
 
     def __post_init__(self) -> None:
         if self.method.uses_old and self.old_teacher is None:
@@ -73,16 +74,33 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.config)
         self.amp_dtype = _amp_dtype(self.device, self.config.amp)
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self._old_val: tuple[Tensor, Tensor] | None = None  # (val images, old model's logits)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _step(self, images: Tensor, targets: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+    def _teacher_logits(
+        self, images: Tensor, epoch: int, step: int
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """The old model's and the reference's logits of this step's batch (None: no such
+        teacher), from the shared cache when another run already computed them."""
+        cache = self.teacher_cache
+        kept = None if cache is None else cache.get(epoch, step)
+        if kept is not None:
+            return kept
+        old = None if self.old_teacher is None else self.old_teacher.logits(images)
+        ref = None if self.ref_teacher is None else self.ref_teacher.logits(images)
+        if cache is not None:
+            cache.put(epoch, step, old, ref)
+        return old, ref
+
+    def _step(
+        self, images: Tensor, targets: Tensor, epoch: int, step: int = 0
+    ) -> tuple[Tensor, Tensor]:
         with self._autocast():
-            old = None if self.old_teacher is None else self.old_teacher.logits(images)
-            ref = None if self.ref_teacher is None else self.ref_teacher.logits(images)
+            old, ref = self._teacher_logits(images, epoch, step)
             inputs = preprocess(images, self.spec)
             if self.device.type == "cuda":
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -122,7 +140,7 @@ class Trainer:
             if self.hooks.should_stop():
                 raise TrainingStopped(epoch, step)
             index = order[step * size : (step + 1) * size]
-            loss, hits = self._step(plan.apply(data.x[index], step), data.y[index], epoch)
+            loss, hits = self._step(plan.apply(data.x[index], step), data.y[index], epoch, step)
             scheduler.step()
             loss_sum += loss * len(index)
             correct += hits
@@ -145,14 +163,24 @@ class Trainer:
         logits = predict_logits(self.model, data.x, self.spec, device=self.device)
         out = {"error": float((logits.argmax(dim=1) != data.y).float().mean())}
         if self.old_teacher is not None:
-            old = predict_logits(
-                self.old_teacher.models[0], data.x, self.old_teacher.spec, device=self.device
-            )
-            out["nfr"] = metrics.negative_flip_rate(old, logits, data.y, self.num_old)
+            out["nfr"] = metrics.negative_flip_rate(self._old_logits(data), logits, data.y,
+                                                    self.num_old)  # fmt: skip
         return out
+
+    def _old_logits(self, data: Split) -> Tensor:
+        """The frozen old model's logits on `data`: computed once for the validation split
+        that every epoch evaluates."""
+        if self._old_val is None or self._old_val[0] is not data.x:
+            assert self.old_teacher is not None
+            teacher = self.old_teacher
+            logits = predict_logits(teacher.models[0], data.x, teacher.spec, device=self.device)
+            self._old_val = (data.x, logits)
+        return self._old_val[1]
 
     def fit(self, data: Split, val: Split | None = None) -> TrainResult:
         """Train for `config.epochs`, resuming from the checkpoint when there is one."""
+        if self.teacher_cache is not None:
+            self.teacher_cache.bind(self._recipe(data))
         data = Split(data.x.to(self.device), data.y.to(self.device))
         steps = math.ceil(len(data) / self.config.batch_size)
         scheduler = make_scheduler(self.optimizer, self.config, steps)
@@ -176,6 +204,15 @@ class Trainer:
         result.seconds = time.perf_counter() - began
         self.model.eval()
         return result
+
+    def _recipe(self, data: Split) -> tuple[Any, ...]:
+        """What decides the batches a run draws and its teachers' answers to them."""
+        teachers = tuple(
+            None if t is None else (tuple(map(id, t.models)), t.spec, t.dtype)
+            for t in (self.old_teacher, self.ref_teacher)
+        )
+        config = replace(self.config, checkpoint_path=None)
+        return (data.x.data_ptr(), tuple(data.x.shape), config, self.device, teachers)
 
     def _checkpoint(self, epoch: int, scheduler: Any, result: TrainResult) -> None:
         if self.config.checkpoint_path is None:
@@ -232,9 +269,11 @@ def fit(
     ref_teacher: Teacher | None = None,
     hooks: Hooks | None = None,
     val: Split | None = None,
+    teacher_cache: TeacherCache | None = None,
 ) -> TrainResult:
     """Train `model` on `data` with `method`; see `Trainer`."""
     trainer = Trainer(
-        model, method, config, spec, num_old, old_teacher, ref_teacher, hooks or Hooks()
-    )
+        model, method, config, spec, num_old, old_teacher, ref_teacher, hooks or Hooks(),
+        teacher_cache,
+    )  # fmt: skip
     return trainer.fit(data, val)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
+import mpt.upgrade
 from mpt.biases import BiasSweep
 from mpt.data import ImageDataset, load_dataset, split_classes
 from mpt.errors import DatasetError, MPTError
 from mpt.io import ModelPackage
-from mpt.train import Hooks, TrainConfig
+from mpt.train import Hooks, TeacherCache, TrainConfig
 from mpt.upgrade import old_margin, prepare_dataset, train_package, upgrade
 
 CONFIG = TrainConfig(epochs=1, batch_size=64, device="cpu")
@@ -124,3 +126,25 @@ def test_upgrade_reports_its_phases(old, digits) -> None:
 def test_upgrade_refuses_a_bias_override_beside_a_sweep(old, digits) -> None:
     with pytest.raises(MPTError, match="the bias is swept"):
         upgrade(old, digits, config=CONFIG, overrides={"bias": 2.0})
+
+
+def test_upgrade_runs_the_teachers_for_the_first_candidate_only(old, digits, monkeypatch) -> None:
+    """The candidates of a sweep share one `TeacherCache`: every step of the second reads
+    the teachers' logits that the first computed, and it trains as it would alone."""
+    caches: list[TeacherCache] = []
+
+    def recorded() -> TeacherCache:
+        caches.append(TeacherCache())
+        return caches[-1]
+
+    monkeypatch.setattr(mpt.upgrade, "TeacherCache", recorded)
+    sweep = BiasSweep((0.0, 2.0), relative=False)
+    result = upgrade(old, digits, sweep=sweep, config=CONFIG)
+
+    steps = math.ceil(len(result.dataset.splits["train"]) / CONFIG.batch_size)
+    assert len(caches) == 1 and caches[0].hits == CONFIG.epochs * steps
+    alone = upgrade(old, digits, sweep=BiasSweep((2.0,), relative=False), config=CONFIG)
+    assert not caches[1:]  # one candidate: no cache
+    shared = result.candidates[1].package.model.state_dict()
+    own = alone.candidates[0].package.model.state_dict()
+    assert all(torch.equal(shared[k], own[k]) for k in own)

@@ -13,7 +13,16 @@ from mpt.errors import MPTError
 from mpt.evaluate import predict_logits
 from mpt.io import InputSpec
 from mpt.metrics import negative_flip_rate
-from mpt.train import EpochStats, Hooks, StepStats, Teacher, TrainConfig, TrainingStopped, fit
+from mpt.train import (
+    EpochStats,
+    Hooks,
+    StepStats,
+    Teacher,
+    TeacherCache,
+    TrainConfig,
+    TrainingStopped,
+    fit,
+)
 from mpt.train.augment import augment_batch
 
 SPEC = InputSpec(1, 8, 8, (0.5,), (0.25,))
@@ -157,3 +166,57 @@ def test_augment_none_is_identity(data) -> None:
 def test_train_config_rejects_zero_epochs() -> None:
     with pytest.raises(MPTError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+@pytest.fixture
+def teachers() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A frozen old model (2 classes) and reference (4 classes), the same for every run."""
+    torch.manual_seed(0)
+    return models.create("mlp", 2, in_channels=1), models.create("mlp", 4, in_channels=1)
+
+
+def _mpt_run(
+    data: Split,
+    teachers: tuple[torch.nn.Module, torch.nn.Module],
+    cache: TeacherCache | None,
+    *,
+    seed: int = 0,
+    bias: float = 1.0,
+) -> torch.nn.Module:
+    old, ref = teachers
+    config = TrainConfig(epochs=2, batch_size=16, seed=seed, augment="crop", device="cpu")
+    torch.manual_seed(1)
+    model = models.create("mlp", 4, in_channels=1)
+    fit(
+        model, data, method=methods.get("mpt_kl", bias=bias), spec=SPEC, num_old=2,
+        config=config, old_teacher=Teacher.single(old, SPEC),
+        ref_teacher=Teacher.single(ref, SPEC), teacher_cache=cache,
+    )  # fmt: skip
+    return model
+
+
+def test_teacher_cache_gives_the_same_runs_with_one_teacher_pass(data, teachers) -> None:
+    """Runs of one recipe (the candidates of a bias sweep) sharing a cache train exactly as
+    without it; every step of the runs after the first reads the teachers' logits back."""
+    cache = TeacherCache()
+    first = _mpt_run(data, teachers, cache, bias=0.5)
+    second = _mpt_run(data, teachers, cache, bias=2.0)
+    assert cache.hits == 2 * 4  # epochs x batches of the second run
+    assert cache.bytes == 2 * 64 * (2 + 4) * 4  # float32 logits of both teachers, 2 epochs
+    assert _same_weights(first, _mpt_run(data, teachers, None, bias=0.5))
+    assert _same_weights(second, _mpt_run(data, teachers, None, bias=2.0))
+
+
+def test_teacher_cache_keeps_no_more_than_its_budget(data, teachers) -> None:
+    cache = TeacherCache(max_bytes=3 * 16 * (2 + 4) * 4)  # three steps' logits
+    _mpt_run(data, teachers, cache)
+    again = _mpt_run(data, teachers, cache)
+    assert cache.bytes == cache.max_bytes and cache.hits == 3
+    assert _same_weights(again, _mpt_run(data, teachers, None))
+
+
+def test_teacher_cache_refuses_a_run_that_draws_other_batches(data, teachers) -> None:
+    cache = TeacherCache()
+    _mpt_run(data, teachers, cache, seed=0)
+    with pytest.raises(MPTError, match="one recipe"):
+        _mpt_run(data, teachers, cache, seed=1)
