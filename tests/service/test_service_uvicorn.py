@@ -23,16 +23,21 @@ def server(start_process: Any, free_port: int) -> tuple[str, subprocess.Popen[by
     return started.url, started.process, started.log
 
 
+def _activate_old(client: httpx.Client, packages: Any) -> None:
+    """Create deployment `default` with the old package as its active release 1."""
+    assert client.post("/v1/deployments", json={"name": "default"}).status_code == 201
+    response = client.post(
+        "/v1/deployments/default/releases",
+        files={"file": ("old.zip", packages.old.read_bytes(), "application/zip")},
+        data={"activate": "true"},
+    )
+    assert response.status_code == 201, response.text
+
+
 def test_uvicorn_serves_predictions_over_real_http(server, packages, tmp_path) -> None:
     url, process, log = server
     with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as client:
-        assert client.post("/v1/deployments", json={"name": "default"}).status_code == 201
-        response = client.post(
-            "/v1/deployments/default/releases",
-            files={"file": ("old.zip", packages.old.read_bytes(), "application/zip")},
-            data={"activate": "true"},
-        )
-        assert response.status_code == 201, response.text
+        _activate_old(client, packages)
         inputs = packages.model_inputs(packages.old, range(5), 2)
         response = client.post("/predict", json={"inputs": inputs.tolist()})
         assert response.status_code == 200, response.text
@@ -70,13 +75,7 @@ def test_serve_workers_runs_several_api_processes_on_one_port(packages, tmp_path
     try:
         wait_until_healthy(process, url, var_dir / "server.log")
         with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as client:
-            assert client.post("/v1/deployments", json={"name": "default"}).status_code == 201
-            response = client.post(
-                "/v1/deployments/default/releases",
-                files={"file": ("old.zip", packages.old.read_bytes(), "application/zip")},
-                data={"activate": "true"},
-            )
-            assert response.status_code == 201, response.text
+            _activate_old(client, packages)
             inputs = packages.model_inputs(packages.old, range(5), 1).tolist()
             answers = [client.post("/predict", json={"inputs": inputs}) for _ in range(40)]
         # a process that had not loaded the release yet answers 503 until its next poll
