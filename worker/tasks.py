@@ -1,8 +1,9 @@
 """The Celery tasks: thin, they get a job id and hand it to `worker.pipeline`.
 
 Start a worker with `celery -A worker.tasks worker -Q gpu --concurrency=1` (one per GPU).
-Settings, the database engine and the store are made on the first task in the child
-process, so nothing (and no CUDA) is touched before the worker forks.
+Importing this module reads the settings (the Celery app needs the broker's address); the
+database engine and the store are made on the first task in the child process, so no
+connection (and no CUDA) is opened before the worker forks.
 """
 
 from __future__ import annotations
