@@ -18,8 +18,8 @@ from tests.processes import unused_port, wait_until_healthy
 
 @pytest.fixture
 def server(start_process: Any, free_port: int) -> tuple[str, subprocess.Popen[bytes], Path]:
-    """One API process configured only through MPT_* variables."""
-    started = start_process(free_port)
+    """One API process configured only through MPT_* variables, logging uvicorn's lifecycle."""
+    started = start_process(free_port, MPT_LOG_LEVEL="INFO")
     return started.url, started.process, started.log
 
 
