@@ -20,9 +20,15 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
-# The dashboard's browser tests drive Debian's Chromium: install it when missing and allowed.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  apt-get install -y -q chromium >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
-    || echo "setup: could not install chromium; the browser tests will fail" >&2
-fi
+# Debian packages the tests drive, installed when missing and allowed: Chromium for the
+# dashboard's browser tests, and a compose client that checks docker-compose.yml.
+debian_package() {  # package, command it provides, what fails without it
+  command -v "$2" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  apt-get install -y -q "$1" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$1" >/dev/null 2>&1; } \
+    || echo "setup: could not install $1; $3 will fail" >&2
+}
+debian_package chromium chromium "the browser tests"
+docker compose version >/dev/null 2>&1 \
+  || debian_package docker-compose docker-compose "the compose file check"
