@@ -30,21 +30,21 @@ __all__ = [
     "Deadline",
     "Target",
     "deadline",
-    "run_sized",
+    "run_work",
     "target",
 ]
 
 T = TypeVar("T")
 
-# Work on a body up to this size runs on the event loop: a hop to a worker thread costs more
-# than parsing a few images, and both hold the GIL anyway.
+# A body up to this size is parsed on the event loop: a hop to a worker thread costs more than
+# parsing a few images, and both hold the GIL anyway.
 INLINE_BYTES = 64 * 1024
 
 
-async def run_sized(size: int, work: Callable[..., T], *args: Any) -> T:
-    """`work(*args)` on the event loop when `size` (bytes) is small, else in a worker thread,
-    so that a large body never stalls the other requests."""
-    if size <= INLINE_BYTES:
+async def run_work(inline: bool, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` on the event loop when `inline` (small work), else in a worker thread,
+    so that a large body, a decode or a database read never stalls the other requests."""
+    if inline:
         return work(*args)
     return await anyio.to_thread.run_sync(work, *args)
 

@@ -29,7 +29,7 @@ from service.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from service.inference import deadline, run_sized, target
+from service.inference import INLINE_BYTES, deadline, run_work, target
 from service.jsonio import json_response
 from service.schemas import InferResponse, Live, ModelMetadata, Ready, ServerMetadata
 from service.serving.batcher import BatchResult
@@ -176,11 +176,12 @@ async def _infer(request: Request, key: Principal, name: str, version: int | Non
     with chosen.batcher.arriving_request():
         body = await read_body(request, state.settings.max_predict_bytes)
         header_length = _header_length(request)
-        parsed = await run_sized(
-            len(body), parse_infer, body, header_length, served.spec, len(served.labels)
+        inline = len(body) <= INLINE_BYTES
+        parsed = await run_work(
+            inline, parse_infer, body, header_length, served.spec, len(served.labels)
         )
     result = await chosen.run(state, parsed.inputs, clock)
-    return await run_sized(len(body), _answer, name, parsed, result)
+    return await run_work(inline, _answer, name, parsed, result)
 
 
 @router.post(

@@ -30,7 +30,7 @@ from service.errors import (
     UnsupportedMediaType,
     problem_responses,
 )
-from service.inference import INLINE_BYTES, deadline, run_sized, target
+from service.inference import INLINE_BYTES, deadline, run_work, target
 from service.jsonio import json_response, parse_json
 from service.schemas import DEFAULT_TOP_K, INT64_MAX, MAX_TOP_K, PredictRequest, PredictResponse
 from service.serving.batcher import BatchResult
@@ -94,7 +94,7 @@ def _top_k(raw: str | None, where: str) -> int:
 
 
 InputsOf = Callable[[InputSpec], tuple[Tensor, int]]
-_ANSWER_BYTES = 1024  # about what one prediction's answer costs to render, as body bytes
+INLINE_ANSWERS = 64  # answers for up to this many inputs are rendered on the event loop
 
 
 def _json_inputs(body: bytes, max_inputs: int, spec: InputSpec) -> tuple[Tensor, int]:
@@ -122,22 +122,22 @@ def _image_inputs(
 
 async def _read_inputs(
     request: Request, state: AppState, top_k: int | None
-) -> tuple[InputsOf, int]:
+) -> tuple[InputsOf, bool]:
     """Read the body; what turns it into model-ready inputs (N, C, H, W) and the top-k, and
-    the size of that work in bytes (images always go to a worker thread: decoding them
-    releases the GIL)."""
+    whether that is small enough for the event loop (images always go to a worker thread:
+    decoding them releases the GIL)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     settings = state.settings
     limit = settings.max_predict_bytes
     if kind == "application/json":
         body = await read_body(request, limit)
-        return partial(_json_inputs, body, settings.max_predict_inputs), len(body)
+        return partial(_json_inputs, body, settings.max_predict_inputs), len(body) <= INLINE_BYTES
     if kind == "multipart/form-data":
         files, top_k = await _read_form(request, limit, settings.max_predict_inputs)
-        return partial(_image_inputs, files, top_k, settings), limit
+        return partial(_image_inputs, files, top_k, settings), False
     if kind.startswith("image/"):
         image = ("body", await read_body(request, limit))
-        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, settings), limit
+        return partial(_image_inputs, [image], top_k or DEFAULT_TOP_K, settings), False
     raise UnsupportedMediaType(
         "send application/json, multipart/form-data images in 'files', or one image as the "
         f"body (image/jpeg, image/png, ...), not {kind or 'nothing'}"
@@ -183,13 +183,13 @@ async def _predict(name: str, request: Request, key: Principal, query: _Query) -
     clock = deadline(request.headers, state.settings.request_deadline_ms)
     chosen = await target(state, key, name, query.version)
     with chosen.batcher.arriving_request():
-        inputs_of, size = await _read_inputs(request, state, query.top_k)
-        inputs, top_k = await run_sized(size, inputs_of, chosen.served.spec)
+        inputs_of, inline = await _read_inputs(request, state, query.top_k)
+        inputs, top_k = await run_work(inline, inputs_of, chosen.served.spec)
     result = await chosen.run(state, inputs, clock)
     label_space = query.label_space
     # another label space is read from the database: that answer is rendered in a thread
-    work = INLINE_BYTES + 1 if label_space is not None else _ANSWER_BYTES * len(inputs)
-    return await run_sized(work, _answer, state, name, label_space, result, top_k)
+    inline = label_space is None and len(inputs) <= INLINE_ANSWERS
+    return await run_work(inline, _answer, state, name, label_space, result, top_k)
 
 
 LabelSpace = Annotated[
