@@ -197,6 +197,7 @@ async def test_keys_cache_trusts_a_confirmed_key_only_within_its_recheck_interva
     await api.client.post("/v1/keys/cached/revoke")
     assert patient.fresh(key) is not None  # revoked elsewhere: trusted until it rechecks
     assert eager.principal(key) is None
-    [row] = [k for k in auth.list_keys(api.state.sessions()) if k.name == "cached"]
-    patient.forget(row.id)
+    with api.state.sessions() as session:
+        key_id = auth.get_key(session, "cached").id
+    patient.forget(key_id)
     assert patient.fresh(key) is None and patient.principal(key) is None
